@@ -1,0 +1,153 @@
+"""``nurture.yaml``: how the daemon runs (store, vendors, alerting, guardrails).
+
+Secrets are never values in this file: every secret is the *name* of an environment variable
+(keys ending in ``_env``), so the file can live in git and be reviewed like the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from engine.config.types import ClockTime, Duration, EnvVarName, Identifier, Model
+
+Url = str
+
+
+class Store(Model):
+    url: str = Field(
+        "sqlite:///nurture.db",
+        pattern=r"^(sqlite|postgresql)(\+[a-z0-9]+)?://",
+        description="sqlite:///path/to/file.db (default, one node) or postgresql://host/db",
+    )
+    password_env: EnvVarName | None = None
+
+
+class Server(Model):
+    listen: str = Field("127.0.0.1:8080", pattern=r"^[^\s:]+:[0-9]{1,5}$")
+    public_url: str = Field(
+        "http://127.0.0.1:8080", pattern=r"^https?://", description="base of one-click links"
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=50_000_000)
+    admin_token_env: EnvVarName = "NURTURE_ADMIN_TOKEN"
+    link_secret_env: EnvVarName = "NURTURE_LINK_SECRET"
+
+
+class Greenhouse(Model):
+    base_url: Url = Field("https://harvest.greenhouse.io", pattern=r"^https?://")
+    auth: Literal["basic", "oauth"] = Field(
+        "oauth", description="oauth: Harvest v3 client credentials; basic: v1 API token"
+    )
+    api_key_env: EnvVarName | None = None
+    client_id_env: EnvVarName | None = None
+    client_secret_env: EnvVarName | None = None
+    token_url: Url = Field("https://auth.greenhouse.io/token", pattern=r"^https?://")
+    on_behalf_of: str = Field(min_length=1, description="Greenhouse user id for the audit log")
+    webhook_secret_envs: list[EnvVarName] = Field(
+        min_length=1, description="several while rotating; any one may sign"
+    )
+    poll_every: Duration | None = None
+
+
+class Lever(Model):
+    base_url: Url = Field("https://api.lever.co/v1", pattern=r"^https?://")
+    api_key_env: EnvVarName
+    perform_as: str = Field(min_length=1)
+    webhook_secret_envs: list[EnvVarName] = Field(min_length=1)
+    poll_every: Duration | None = None
+
+
+class Ashby(Model):
+    base_url: Url = Field("https://api.ashbyhq.com", pattern=r"^https?://")
+    api_key_env: EnvVarName
+    webhook_secret_envs: list[EnvVarName] = Field(min_length=1)
+    poll_every: Duration | None = None
+
+
+class HubSpot(Model):
+    base_url: Url = Field("https://api.hubapi.com", pattern=r"^https?://")
+    token_env: EnvVarName
+    tier: Literal["starter", "professional", "enterprise"] = Field(
+        "starter", description="sets the client-side rate limit (100 or 190 requests / 10 s)"
+    )
+    client_secret_env: EnvVarName | None = Field(None, description="verifies v3-signed webhooks")
+    subscription_id: str | None = None
+    poll_every: Duration = "1m"
+
+
+class Vendors(Model):
+    greenhouse: Greenhouse | None = None
+    lever: Lever | None = None
+    ashby: Ashby | None = None
+    hubspot: HubSpot | None = None
+
+
+class SlackTarget(Model):
+    name: Identifier
+    kind: Literal["slack"]
+    webhook_url_env: EnvVarName
+
+
+class Smtp(Model):
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = Field(True, description="false only for a loopback relay")
+    username_env: EnvVarName | None = None
+    password_env: EnvVarName | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class EmailTarget(Model):
+    name: Identifier
+    kind: Literal["email"]
+    to: list[str] = Field(min_length=1)
+    smtp: Smtp
+
+
+class Alerting(Model):
+    targets: list[SlackTarget | EmailTarget] = Field(min_length=1)
+    error_rate_threshold: float = Field(0.02, gt=0, le=1, description="per trigger per window")
+    error_rate_window: Duration = "1d"
+    group_window: Duration = Field("10m", description="alerts of one kind in this window merge")
+
+
+class QuietHours(Model):
+    start: ClockTime = "20:00"
+    end: ClockTime = "08:00"
+
+
+class FrequencyCap(Model):
+    max: int = Field(1, ge=1)
+    per: Duration = "48h"
+    exempt: list[Literal["transactional"]] = Field(default_factory=lambda: ["transactional"])  # type: ignore[arg-type]
+
+
+class Suppression(Model):
+    archived_after: Duration = Field(
+        "730d", description="no contact for this long puts a candidate in the archived segment"
+    )
+    tags: list[str] = Field(
+        default_factory=lambda: ["Do Not Contact"], description="ATS tags that suppress"
+    )
+
+
+class Guardrails(Model):
+    default_time_zone: str = "UTC"
+    quiet_hours: QuietHours | None = QuietHours()
+    frequency_cap: FrequencyCap = FrequencyCap()
+    suppression: Suppression = Suppression()
+
+
+class DaemonConfig(Model):
+    """The whole of ``nurture.yaml``."""
+
+    version: Literal[1]
+    ats: Literal["greenhouse", "lever", "ashby"]
+    crm: Literal["hubspot"] = "hubspot"
+    config_paths: list[str] = Field(default_factory=lambda: ["rules", "sequences"], min_length=1)
+    store: Store = Store()
+    server: Server = Server()
+    vendors: Vendors
+    alerting: Alerting
+    guardrails: Guardrails = Guardrails()
