@@ -141,6 +141,7 @@ def load_config(paths: Iterable[Path | str], daemon_path: Path | str | None = No
     sequences: list[Located[Sequence]] = []
     templates: list[Located[Template]] = []
     daemon: Located[DaemonConfig] | None = None
+    invalid_ids: set[str] = set()  # ids of items with shape errors: exist, but unchecked
     digest = hashlib.sha256()
     unreadable = list(missing)
 
@@ -180,10 +181,13 @@ def load_config(paths: Iterable[Path | str], daemon_path: Path | str | None = No
                         continue
                     for index, item in enumerate(items):
                         pointer = f"/{key}/{index}"
+                        obj = None
                         if _item_is_clean(pointer, bad) and "" not in bad:
                             obj = _build(model, item, document, pointer, file_diagnostics)
-                            if obj is not None:
-                                bucket.append(Located(obj, document, pointer))  # type: ignore[arg-type]
+                        if obj is not None:
+                            bucket.append(Located(obj, document, pointer))  # type: ignore[arg-type]
+                        elif isinstance(item, dict) and isinstance(item.get("id"), str):
+                            invalid_ids.add(item["id"])
                 report.rules = (
                     len(data.get("rules") or []) if isinstance(data.get("rules"), list) else 0
                 )
@@ -199,7 +203,16 @@ def load_config(paths: Iterable[Path | str], daemon_path: Path | str | None = No
                 )
         diagnostics.extend(file_diagnostics)
 
-    diagnostics.extend(SemanticChecker(rules, sequences, templates, daemon).run())
+    diagnostics.extend(
+        SemanticChecker(
+            rules,
+            sequences,
+            templates,
+            daemon,
+            invalid_ids,
+            earlier_errors=any(d.severity == "error" for d in diagnostics),
+        ).run()
+    )
     diagnostics = sorted(set(diagnostics), key=lambda d: (d.file, d.line, d.column, d.message))
     by_file = {r.path: r for r in reports}
     for diagnostic in diagnostics:

@@ -50,8 +50,8 @@ class Document:
         """Position of character ``offset`` inside a one-line scalar (quotes accounted for)."""
         line, column = self.position(pointer)
         style = self.scalar_styles.get(pointer, "|")
-        if style in (None, "'", '"'):
-            return line, column + offset + (0 if style is None else 1)
+        if style in (None, "", "'", '"'):
+            return line, column + offset + (1 if style else 0)
         return line, column
 
     def data_at(self, pointer: str) -> Any:
@@ -124,10 +124,11 @@ class _Builder:
         self.positions.setdefault(pointer, self.where(node))
         tag = node.tag
         if tag not in _ALLOWED_TAGS and tag != _TIMESTAMP:
+            shown = "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
             self.error(
                 node,
                 pointer,
-                f"YAML tag {tag!r} is not allowed",
+                f"YAML tag {shown!r} is not allowed",
                 "config files hold plain data only; remove the '!' tag",
             )
             return None

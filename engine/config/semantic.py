@@ -86,11 +86,17 @@ class SemanticChecker:
         sequences: list[Located[Sequence]],
         templates: list[Located[Template]],
         daemon: Located[DaemonConfig] | None,
+        invalid_ids: set[str] | None = None,
+        earlier_errors: bool = False,
     ) -> None:
         self.rules = rules
         self.sequences = sequences
         self.templates = templates
         self.daemon = daemon
+        # items that exist but failed the schema: references to them are not errors too
+        self.invalid_ids = invalid_ids or set()
+        self.earlier_errors = earlier_errors
+        self.unused: list[tuple[Document, str, str]] = []
         self.out = Reporter()
         self.sequence_by_id = {s.item.id: s for s in sequences}
         self.template_by_id = {t.item.id: t for t in templates}
@@ -111,6 +117,10 @@ class SemanticChecker:
             self._template(template)
         if self.daemon is not None:
             self._daemon(self.daemon)
+        # "never used" is noise while errors stand: a broken reference makes things look unused
+        if not self.earlier_errors and not any(d.severity == "error" for d in self.out.diagnostics):
+            for document, pointer, message in self.unused:
+                self.out.report(document, pointer, message, severity="warning", hint=_UNUSED_HINT)
         return self.out.diagnostics
 
     # -- helpers ---------------------------------------------------------------------------
@@ -228,6 +238,8 @@ class SemanticChecker:
     def _send_email(self, document: Document, pointer: str, action: SendEmail) -> None:
         template_id = action.params.template
         template = self.template_by_id.get(template_id)
+        if template is None and template_id in self.invalid_ids:
+            return
         if template is None:
             self.out.report(
                 document,
@@ -267,6 +279,8 @@ class SemanticChecker:
         if sequence_id == "*":
             return
         sequence = self.sequence_by_id.get(sequence_id)
+        if sequence is None and sequence_id in self.invalid_ids:
+            return
         if sequence is None:
             self.out.report(
                 document,
@@ -383,12 +397,12 @@ class SemanticChecker:
         sequence, document, pointer = located.item, located.document, located.pointer
         enrolled_by = self.enrolments.get(sequence.id, [])
         if not enrolled_by:
-            self.out.report(
-                document,
-                f"{pointer}/id",
-                f"sequence {sequence.id!r} is never enrolled by any rule",
-                hint="add a sequence.enroll action to a rule, or remove the sequence",
-                severity="warning",
+            self.unused.append(
+                (
+                    document,
+                    f"{pointer}/id",
+                    f"sequence {sequence.id!r} is never enrolled by any rule",
+                )
             )
             return
         places: list[tuple[str, str, bool]] = []
@@ -457,11 +471,12 @@ class SemanticChecker:
                     hint=did_you_mean(name, known),
                 )
         if template.id not in self.used_templates:
-            self.out.report(
-                document,
-                f"{pointer}/id",
-                f"template {template.id!r} is not used by any rule or step",
-                severity="warning",
+            self.unused.append(
+                (
+                    document,
+                    f"{pointer}/id",
+                    f"template {template.id!r} is not used by any rule or step",
+                )
             )
 
     def _daemon(self, located: Located[DaemonConfig]) -> None:
@@ -518,6 +533,9 @@ class SemanticChecker:
                 f"unknown time zone {config.guardrails.default_time_zone!r}",
                 expected="an IANA zone such as Europe/Berlin or UTC",
             )
+
+
+_UNUSED_HINT = "use it (sequence.enroll or crm.send_email) or remove it"
 
 
 def _link_var(link: str) -> str:
