@@ -124,7 +124,7 @@ class _Builder:
         self.positions.setdefault(pointer, self.where(node))
         tag = node.tag
         if tag not in _ALLOWED_TAGS and tag != _TIMESTAMP:
-            shown = "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+            shown = "!!" + str(tag)[len(_CORE) :] if str(tag).startswith(_CORE) else str(tag)
             self.error(
                 node,
                 pointer,

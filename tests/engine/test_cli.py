@@ -55,49 +55,67 @@ def test_shipped_daemon_config_validates(shipped: Path) -> None:
 # One mistake in a shipped file -> exit 1, naming the file, the line, the field and a hint.
 MISTAKES = [
     pytest.param(
-        "rules/new-application.yaml", "        params: {sequence: new-applicant-welcome}",
+        "rules/new-application.yaml",
+        "        params: {sequence: new-applicant-welcome}",
         "        params: {sequence: new-applicant-welcome, priority: 1}",
-        "rules/new-application.yaml:25:", "/rules/0/actions/1/params/priority: unknown key",
-        "expected: one of 'sequence', 'start_at_step'", id="unknown-key-deep-in-action",
+        "rules/new-application.yaml:25:",
+        "/rules/0/actions/1/params/priority: unknown key",
+        "expected: one of 'sequence', 'start_at_step'",
+        id="unknown-key-deep-in-action",
     ),
     pytest.param(
-        "rules/stage-changes.yaml", "condition: \"application.stage.name ==",
-        "condition: \"application.stage.name === ",
-        "rules/stage-changes.yaml:10:42:", "/rules/0/condition: invalid JMESPath: unknown token",
-        "hint: at character 26", id="broken-jmespath",
+        "rules/stage-changes.yaml",
+        'condition: "application.stage.name ==',
+        'condition: "application.stage.name === ',
+        "rules/stage-changes.yaml:10:42:",
+        "/rules/0/condition: invalid JMESPath: unknown token",
+        "hint: at character 26",
+        id="broken-jmespath",
     ),
     pytest.param(
-        "rules/new-application.yaml", "firstname: candidate.first_name",
+        "rules/new-application.yaml",
+        "firstname: candidate.first_name",
         "firstname: candidate.frist_name",
         "rules/new-application.yaml:18:32:",
         "/rules/0/actions/0/fields/firstname: unknown field 'candidate.frist_name'",
-        "hint: did you mean 'candidate.first_name'?", id="misspelt-event-field",
+        "hint: did you mean 'candidate.first_name'?",
+        id="misspelt-event-field",
     ),
     pytest.param(
-        "rules/new-application.yaml", "          lastname: candidate.last_name\n",
+        "rules/new-application.yaml",
+        "          lastname: candidate.last_name\n",
         "          lastname: candidate.last_name\n          email: candidate.emails[0]\n",
         "rules/new-application.yaml:20:11:",
         "/rules/0/actions/0/fields/email: duplicate key 'email' (first defined at line 17)",
-        "hint: YAML keeps only one of them", id="duplicate-key",
+        "hint: YAML keeps only one of them",
+        id="duplicate-key",
     ),
     pytest.param(
-        "rules/new-application.yaml", "params: {sequence: new-applicant-welcome}",
+        "rules/new-application.yaml",
+        "params: {sequence: new-applicant-welcome}",
         "params: {sequence: new-applicant-welcom}",
         "rules/new-application.yaml:25:28:",
         "/rules/0/actions/1/params/sequence: unknown sequence 'new-applicant-welcom'",
-        "hint: did you mean 'new-applicant-welcome'?", id="unknown-sequence",
+        "hint: did you mean 'new-applicant-welcome'?",
+        id="unknown-sequence",
     ),
     pytest.param(
-        "rules/re-engagement-link.yaml", "      - action: ats.add_tag\n",
+        "rules/re-engagement-link.yaml",
+        "      - action: ats.add_tag\n",
         "      - action: ats.add_tag\n       params: {tag: x}\n",
-        "rules/re-engagement-link.yaml:13:", "YAML syntax error",
-        "hint:", id="broken-indentation",
+        "rules/re-engagement-link.yaml:13:",
+        "YAML syntax error",
+        "hint:",
+        id="broken-indentation",
     ),
     pytest.param(
-        "sequences/silver-medalist.yaml", "repeat: {every: 30d}", "repeat: {every: -30d}",
+        "sequences/silver-medalist.yaml",
+        "repeat: {every: 30d}",
+        "repeat: {every: -30d}",
         "sequences/silver-medalist.yaml:74:25:",
         "/sequences/0/steps/4/repeat/every: repeat interval '-30d' is not positive",
-        "expected: a positive duration", id="negative-repeat",
+        "expected: a positive duration",
+        id="negative-repeat",
     ),
 ]
 
@@ -124,14 +142,20 @@ def test_all_errors_in_all_files_are_reported_not_only_the_first(shipped: Path) 
     assert code == EXIT_ERRORS
     report = json.loads(output)
     failed = sorted(f["path"] for f in report["files"] if not f["ok"])
-    assert failed == ["rules/interviews.yaml", "rules/new-application.yaml",
-                      "sequences/silver-medalist.yaml"]
+    assert failed == [
+        "rules/interviews.yaml",
+        "rules/new-application.yaml",
+        "sequences/silver-medalist.yaml",
+    ]
     assert len(report["diagnostics"]) == 3  # no cascade: the broken sequence still resolves
 
 
 def test_warnings_only_exit_3(shipped: Path) -> None:
-    edit(shipped / "sequences/templates.yaml", "templates:\n",
-         "templates:\n  - id: unused\n    subject: s\n    crm_email_id: '1'\n")
+    edit(
+        shipped / "sequences/templates.yaml",
+        "templates:\n",
+        "templates:\n  - id: unused\n    subject: s\n    crm_email_id: '1'\n",
+    )
     code, output = run("validate", "rules", "sequences")
     assert code == EXIT_WARNINGS, output
     assert "warning: /templates/0/id: template 'unused' is not used" in output
@@ -159,7 +183,7 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_schema_export_writes_every_file(tmp_path: Path) -> None:
-    code, output = run("schema", "--out", str(tmp_path / "out"))
+    code, _ = run("schema", "--out", str(tmp_path / "out"))
     assert code == EXIT_OK
     written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.json"))
     assert Path("config.schema.json") in written
@@ -171,7 +195,10 @@ def test_console_script_runs_in_a_real_subprocess(shipped: Path) -> None:
     script = Path(sys.executable).with_name("nurture")
     result = subprocess.run(
         [str(script), "validate", "rules", "sequences"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == EXIT_OK, result.stdout + result.stderr
     assert "11 files: 11 OK, 0 FAILED" in result.stdout

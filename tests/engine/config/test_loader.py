@@ -47,8 +47,15 @@ def test_c_and_pure_parsers_give_the_same_data_and_positions(monkeypatch) -> Non
 def test_yaml_1_2_scalars_stay_what_they_look_like() -> None:
     document, _ = parse_text("f.yaml", "a: 09:00\nb: yes\nc: on\nd: 010\ne: 0x1F\nf: ~\ng: 1_000\n")
     assert document is not None
-    assert document.data == {"a": "09:00", "b": "yes", "c": "on", "d": 10, "e": 31, "f": None,
-                             "g": 1000}
+    assert document.data == {
+        "a": "09:00",
+        "b": "yes",
+        "c": "on",
+        "d": 10,
+        "e": 31,
+        "f": None,
+        "g": 1000,
+    }
 
 
 @pytest.mark.parametrize(

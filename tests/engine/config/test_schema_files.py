@@ -7,7 +7,13 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from engine.config.actions import ACTIONS
-from engine.config.schema import all_schema_files, config_validator, render
+from engine.config.schema import (
+    DISPATCH,
+    all_schema_files,
+    config_validator,
+    exported_config_validator,
+    render,
+)
 from engine.events import EVENT_DATA
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,17 +47,23 @@ def test_there_is_an_event_schema_per_canonical_type_and_a_params_schema_per_act
     assert {p.name.removesuffix(".schema.json") for p in (REPO / "schema/events").iterdir()} == set(
         EVENT_DATA
     )
-    assert {p.name.removesuffix(".schema.json") for p in (REPO / "schema/actions").iterdir()} == set(
-        ACTIONS
-    )
+    assert {
+        p.name.removesuffix(".schema.json") for p in (REPO / "schema/actions").iterdir()
+    } == set(ACTIONS)
 
 
 def test_action_union_reports_unknown_param_at_its_key() -> None:
     """The discriminated union is rewritten to if/then, so errors are precise, not 'oneOf'."""
     data = {
         "version": 1,
-        "rules": [{"id": "r", "description": "d", "trigger": "link.clicked",
-                   "actions": [{"action": "ats.add_tag", "params": {"tga": "x"}}]}],
+        "rules": [
+            {
+                "id": "r",
+                "description": "d",
+                "trigger": "link.clicked",
+                "actions": [{"action": "ats.add_tag", "params": {"tga": "x"}}],
+            }
+        ],
     }
     errors = list(config_validator().iter_errors(data))
     assert {e.validator for e in errors} == {"additionalProperties", "required"}
@@ -61,9 +73,46 @@ def test_action_union_reports_unknown_param_at_its_key() -> None:
 def test_field_names_are_checked_by_the_schema_too() -> None:
     data = {
         "version": 1,
-        "rules": [{"id": "r", "description": "d", "trigger": "link.clicked",
-                   "actions": [{"action": "crm.upsert_contact",
-                                "fields": {"email": "candidate.email", "bad-name": "x"}}]}],
+        "rules": [
+            {
+                "id": "r",
+                "description": "d",
+                "trigger": "link.clicked",
+                "actions": [
+                    {
+                        "action": "crm.upsert_contact",
+                        "fields": {"email": "candidate.email", "bad-name": "x"},
+                    }
+                ],
+            }
+        ],
     }
     errors = list(config_validator().iter_errors(data))
     assert [e.validator for e in errors] == ["pattern"]
+
+
+def _verdicts(validator: Draft202012Validator, data: object) -> set[tuple[str, str]]:
+    return {
+        ("/".join(map(str, e.absolute_path)), str(e.validator))
+        for e in validator.iter_errors(data)
+        if e.validator != DISPATCH
+    }
+
+
+def test_fast_validator_and_exported_schema_give_the_same_verdicts() -> None:
+    """`nurture validate` dispatches unions directly; the exported if/then chain must agree."""
+    from engine.config.loader import parse_file
+
+    files = sorted((REPO / "tests/data").rglob("*.yaml")) + sorted((REPO / "rules").glob("*.yaml"))
+    compared = 0
+    for path in files:
+        if path.name in {"nurture.yaml", "nurture.yml"}:
+            continue
+        document, _ = parse_file(path)
+        if document is None:
+            continue
+        compared += 1
+        assert _verdicts(config_validator(), document.data) == _verdicts(
+            exported_config_validator(), document.data
+        ), path
+    assert compared >= 7

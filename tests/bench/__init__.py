@@ -1,0 +1,3 @@
+"""Benchmarks of the engine, run with ``python -m tests.bench`` (``make bench``)."""
+
+from __future__ import annotations
