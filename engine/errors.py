@@ -4,7 +4,10 @@
     ├── ConfigError          one problem in the configuration, with its location
     │   └── ConfigErrors     all problems found in one load (never only the first)
     ├── EvaluationError      a condition or mapping failed for one rule and one event
-    ├── AdapterError         a vendor call failed (later issues add the subclasses)
+    ├── AdapterError         a vendor call failed
+    │   ├── AdapterTimeout       no answer in time (retryable)
+    │   ├── AdapterUnavailable   connection failed, 5xx, 408 or 429 (retryable)
+    │   └── AdapterRejected      the vendor refused the request: 4xx (permanent)
     └── StoreError           the store is unreachable or refused a write
 
 The engine raises; only ``engine.cli`` prints and chooses exit codes.
@@ -49,7 +52,52 @@ class EvaluationError(EngineError):
 
 
 class AdapterError(EngineError):
-    """A call to a vendor failed."""
+    """A call to a vendor failed. ``retryable`` says whether trying again can help."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{vendor}: {message}")
+        self.vendor = vendor
+        self.status = status
+        self.retry_after = retry_after
+        self.correlation_id = correlation_id
+
+
+class AdapterTimeout(AdapterError):
+    """The vendor did not answer in time."""
+
+    retryable = True
+
+
+class AdapterUnavailable(AdapterError):
+    """Connection refused or reset, 5xx, 408 or 429: worth retrying later."""
+
+    retryable = True
+
+
+class AdapterRejected(AdapterError):
+    """The vendor refused the request (4xx other than 408/409/429): retrying will not help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str,
+        status: int,
+        body_excerpt: str = "",
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message, vendor=vendor, status=status, correlation_id=correlation_id)
+        self.body_excerpt = body_excerpt
 
 
 class StoreError(EngineError):
