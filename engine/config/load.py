@@ -161,7 +161,9 @@ def load_config(paths: Iterable[Path | str], daemon_path: Path | str | None = No
         else:
             digest.update(shown.encode() + b"\0" + repr(document.data).encode())
             validator = daemon_validator() if is_daemon else config_validator()
-            shape = check_shape(document, validator)
+            # a value the loader already refused (a forbidden tag) is not reported twice
+            refused = {d.pointer for d in found}
+            shape = [d for d in check_shape(document, validator) if d.pointer not in refused]
             file_diagnostics.extend(shape)
             bad = {d.pointer for d in file_diagnostics}
             data = document.data if isinstance(document.data, dict) else {}

@@ -9,6 +9,7 @@ files are errors, and size, nesting depth and alias expansion are bounded so a h
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +51,10 @@ class Document:
         """Position of character ``offset`` inside a one-line scalar (quotes accounted for)."""
         line, column = self.position(pointer)
         style = self.scalar_styles.get(pointer, "|")
-        if style in (None, "", "'", '"'):
-            return line, column + offset + (1 if style else 0)
+        if style in (None, ""):
+            return line, column + offset
+        if style in ("'", '"'):
+            return line, column + 1 + _source_length(self.data_at(pointer), offset, style)
         return line, column
 
     def data_at(self, pointer: str) -> Any:
@@ -233,7 +236,7 @@ def parse_text(path: str, text: str) -> tuple[Document | None, list[Diagnostic]]
                 col,
                 "",
                 f"YAML syntax error: {problem}{context}",
-                hint=_syntax_hint(problem),
+                hint=_syntax_hint(f"{problem} {exc.context or ''}"),
             )
         ]
     except YAMLError as exc:
@@ -278,6 +281,14 @@ def parse_file(path: Path, display: str | None = None) -> tuple[Document | None,
         line = raw[: exc.start].count(b"\n") + 1
         return None, [Diagnostic(name, line, 1, "", "file is not valid UTF-8")]
     return parse_text(name, text)
+
+
+def _source_length(value: Any, offset: int, style: str) -> int:
+    """How many source characters the first ``offset`` characters of a quoted scalar take."""
+    prefix = str(value)[:offset]
+    if style == "'":
+        return len(prefix.replace("'", "''"))
+    return len(json.dumps(prefix, ensure_ascii=False)) - 2  # backslash escapes, as YAML has
 
 
 def _syntax_hint(problem: str) -> str | None:

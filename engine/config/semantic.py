@@ -225,7 +225,8 @@ class SemanticChecker:
     def _placeholders(
         self, document: Document, pointer: str, text: str, action: ActionBase
     ) -> None:
-        for name in _PLACEHOLDER.findall(text):
+        for match in _PLACEHOLDER.finditer(text):
+            name = match.group(1)
             if name not in action.fields:
                 self.out.report(
                     document,
@@ -233,6 +234,7 @@ class SemanticChecker:
                     f"placeholder {{{name}}} has no field",
                     expected=f"fields: {{{name}: <JMESPath>}}",
                     hint=did_you_mean(name, action.fields),
+                    offset=match.start(),
                 )
 
     def _send_email(self, document: Document, pointer: str, action: SendEmail) -> None:
@@ -259,6 +261,7 @@ class SemanticChecker:
                     f"template {template_id!r} needs the variable {variable!r}",
                     expected=f"fields: {{{variable}: <JMESPath>}}",
                     hint=did_you_mean(variable, action.fields),
+                    key=True,
                 )
         declared = {*template.item.variables, *(_link_var(x) for x in template.item.links), "to"}
         for target in action.fields:

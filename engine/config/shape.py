@@ -112,7 +112,8 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Diagnostic]
                 f"{pointer}/{escape(extra)}",
                 f"unknown key {extra!r}",
                 expected=one_of(allowed) if allowed else "no keys here",
-                hint=did_you_mean(extra, allowed)
+                hint=_secret_hint(extra, allowed)
+                or did_you_mean(extra, allowed)
                 or "a misspelt key would silently change behaviour, so unknown keys are errors",
                 key=True,
             )
@@ -175,6 +176,16 @@ def _explain(document: Document, error: ValidationError) -> Iterator[Diagnostic]
         return
 
     yield _at(document, pointer, error.message, expected=schema.get("description"))
+
+
+def _secret_hint(key: str, allowed: list[str]) -> str | None:
+    for variant in (f"{key}_env", f"{key}_envs"):
+        if variant in allowed:
+            return (
+                f"secrets never go into files: put the value in an environment variable and "
+                f"write its name under {variant!r} (and rotate it if this file was committed)"
+            )
+    return None
 
 
 def _describe(subschema: Any) -> str:

@@ -32,6 +32,11 @@ class PathProblem:
 
     def offset_in(self, expression: str) -> int:
         """Best 0-based offset of the offending name inside the expression text."""
+        if "[" not in self.path and "." in self.path:  # the whole dotted path, spaces allowed
+            dotted = r"\s*\.\s*".join(re.escape(part) for part in self.path.split("."))
+            exact = re.search(rf"(?<![A-Za-z0-9_.]){dotted}(?![A-Za-z0-9_])", expression)
+            if exact:
+                return exact.end() - len(self.name)
         pattern = rf'(?<![A-Za-z0-9_"]){re.escape(self.name)}(?![A-Za-z0-9_])'
         for match in re.finditer(pattern, expression):
             before = expression[: match.start()].rstrip()

@@ -70,7 +70,8 @@ Weekday = Annotated[
 class Model(BaseModel):
     """Base of every config model: unknown keys are errors, objects are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: the schema refuses "off" for a boolean, so the model must not coerce it either
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def parse_duration(text: str) -> timedelta:
