@@ -1,0 +1,274 @@
+"""A loopback HubSpot that behaves like the contract says, for tests, the demo and trials.
+
+Bearer auth (401 with HubSpot's error body), contacts with create / 409 on a taken email /
+update / search by email, search that is eventually consistent (a new contact stays invisible
+to search for ``search_delay`` seconds, as HubSpot's does), static lists by name, transactional
+send de-duplicated by ``sendId``. Fault injection: ``fail_next(...)`` answers the next
+requests with 429 + Retry-After, 5xx or any status; ``reject_email`` answers 400 for one
+address. Harness routes: ``POST /_reset``, ``GET /_stats``, ``POST /_faults``.
+
+Run standalone: ``python -m adapters.hubspot.simulator --port 8101 --token T``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+def _error(status: int, category: str, message: str) -> web.Response:
+    return web.json_response(
+        {
+            "status": "error",
+            "message": message,
+            "correlationId": str(uuid.uuid4()),
+            "category": category,
+        },
+        status=status,
+    )
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: float | None = None
+    path_prefix: str = "/"
+    remaining: int = 1
+
+
+@dataclass
+class HubSpotState:
+    contacts: dict[str, dict[str, str]] = field(default_factory=dict)
+    created_at: dict[str, float] = field(default_factory=dict)
+    by_email: dict[str, str] = field(default_factory=dict)
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    send_requests: list[str] = field(default_factory=list)
+    create_requests: int = 0
+    requests: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    rejected_emails: set[str] = field(default_factory=set)
+
+
+class HubSpotSimulator:
+    def __init__(
+        self, token: str = "test-token", *, search_delay: float = 0.0, latency: float = 0.0
+    ) -> None:
+        self.token = token
+        self.search_delay = search_delay
+        self.latency = latency
+        self.state = HubSpotState()
+        self._ids = itertools.count(51000)
+        self._list_ids = itertools.count(900)
+
+    # -- harness ------------------------------------------------------------------------
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        path_prefix: str = "/",
+    ) -> None:
+        self.state.faults.append(Fault(status, retry_after, path_prefix, times))
+
+    def reject_email(self, email: str) -> None:
+        self.state.rejected_emails.add(email.lower())
+
+    def stats(self) -> dict[str, Any]:
+        emails = [c.get("email", "") for c in self.state.contacts.values()]
+        return {
+            "contacts": len(self.state.contacts),
+            "duplicate_emails": len(emails) - len(set(emails)),
+            "create_requests": self.state.create_requests,
+            "sends": len(self.state.sends),
+            "send_requests": len(self.state.send_requests),
+            "requests": self.state.requests,
+        }
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_post("/crm/v3/objects/contacts/search", self._search)
+        r.add_post("/crm/v3/objects/contacts", self._create)
+        r.add_patch("/crm/v3/objects/contacts/{id}", self._update)
+        r.add_get("/crm/v3/objects/contacts/{id}", self._read)
+        r.add_get("/crm/v3/lists/object-type-id/{type}/name/{name}", self._list_by_name)
+        r.add_put("/crm/v3/lists/{id}/memberships/add", self._list_add)
+        r.add_post("/marketing/v3/transactional/single-email/send", self._send)
+        r.add_post("/_reset", self._reset)
+        r.add_get("/_stats", self._stats)
+        r.add_post("/_faults", self._add_fault)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/_"):
+            return await handler(request)  # type: ignore[no-any-return]
+        self.state.requests += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)  # the vendor's own latency, simulated
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
+        for fault in self.state.faults:
+            if fault.remaining > 0 and request.path.startswith(fault.path_prefix):
+                fault.remaining -= 1
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(int(fault.retry_after))
+                if fault.status == 429:
+                    response = web.json_response(
+                        {
+                            "status": "error",
+                            "message": "You have reached your ten_secondly_rolling limit.",
+                            "errorType": "RATE_LIMIT",
+                            "correlationId": str(uuid.uuid4()),
+                            "policyName": "TEN_SECONDLY_ROLLING",
+                        },
+                        status=429,
+                        headers=headers,
+                    )
+                    return response
+                return _error(fault.status, "INTERNAL_ERROR", "injected fault")
+        return await handler(request)  # type: ignore[no-any-return]
+
+    # -- contacts -------------------------------------------------------------------------
+    async def _search(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            value = body["filterGroups"][0]["filters"][0]["value"].lower()
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return _error(400, "VALIDATION_ERROR", "filterGroups with an email filter required")
+        contact_id = self.state.by_email.get(value)
+        visible = contact_id is not None and (
+            time.monotonic() - self.state.created_at[contact_id] >= self.search_delay
+        )
+        results = (
+            [{"id": contact_id, "properties": self.state.contacts[contact_id], "archived": False}]
+            if visible and contact_id
+            else []
+        )
+        return web.json_response({"total": len(results), "results": results})
+
+    async def _create(self, request: web.Request) -> web.Response:
+        self.state.create_requests += 1
+        body = await request.json()
+        props = body.get("properties") or {}
+        email = str(props.get("email", "")).lower()
+        if not email:
+            return _error(400, "VALIDATION_ERROR", "Property values were not valid: email")
+        if email in self.state.rejected_emails:
+            return _error(400, "VALIDATION_ERROR", f"Email address {email} is invalid")
+        if email in self.state.by_email:
+            existing = self.state.by_email[email]
+            return _error(409, "CONFLICT", f"Contact already exists. Existing ID: {existing}")
+        contact_id = str(next(self._ids))
+        self.state.contacts[contact_id] = {
+            **{k: str(v) for k, v in props.items()},
+            "email": email,
+            "hs_object_id": contact_id,
+        }
+        self.state.by_email[email] = contact_id
+        self.state.created_at[contact_id] = time.monotonic()
+        return web.json_response(
+            {"id": contact_id, "properties": self.state.contacts[contact_id], "archived": False},
+            status=201,
+        )
+
+    async def _update(self, request: web.Request) -> web.Response:
+        contact_id = request.match_info["id"]
+        if contact_id not in self.state.contacts:
+            return _error(404, "OBJECT_NOT_FOUND", f"Object not found. objectId are: {contact_id}")
+        body = await request.json()
+        props = {k: str(v) for k, v in (body.get("properties") or {}).items()}
+        if str(props.get("email", "")).lower() in self.state.rejected_emails:
+            return _error(400, "VALIDATION_ERROR", "Email address is invalid")
+        self.state.contacts[contact_id].update(props)
+        return web.json_response({"id": contact_id, "properties": self.state.contacts[contact_id]})
+
+    async def _read(self, request: web.Request) -> web.Response:
+        contact_id = request.match_info["id"]
+        if contact_id not in self.state.contacts:
+            return _error(404, "OBJECT_NOT_FOUND", "Object not found.")
+        return web.json_response({"id": contact_id, "properties": self.state.contacts[contact_id]})
+
+    # -- lists and email ------------------------------------------------------------------
+    async def _list_by_name(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        entry = self.state.lists.setdefault(
+            name, {"listId": str(next(self._list_ids)), "name": name, "members": []}
+        )
+        return web.json_response({"list": {"listId": entry["listId"], "name": name}})
+
+    async def _list_add(self, request: web.Request) -> web.Response:
+        list_id = request.match_info["id"]
+        entry = next((e for e in self.state.lists.values() if e["listId"] == list_id), None)
+        if entry is None:
+            return _error(404, "OBJECT_NOT_FOUND", f"List {list_id} not found")
+        ids = await request.json()
+        added = [i for i in ids if i not in entry["members"]]
+        entry["members"].extend(added)
+        return web.json_response(
+            {"recordsIdsAdded": added, "recordIdsMissing": [], "recordIdsRemoved": []}
+        )
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        message = body.get("message") or {}
+        send_id = message.get("sendId") or str(uuid.uuid4())
+        self.state.send_requests.append(send_id)
+        if send_id in self.state.sends:
+            return _error(409, "CONFLICT", f"A send with sendId {send_id} already exists")
+        self.state.sends[send_id] = {
+            "to": message.get("to"),
+            "emailId": body.get("emailId"),
+            "customProperties": body.get("customProperties") or {},
+        }
+        return web.json_response(
+            {"statusId": str(uuid.uuid4()), "status": "PENDING", "sendResult": "QUEUED"}
+        )
+
+    # -- harness routes -------------------------------------------------------------------
+    async def _reset(self, _request: web.Request) -> web.Response:
+        self.state = HubSpotState()
+        return web.json_response({"ok": True})
+
+    async def _stats(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                **self.stats(),
+                "sends_by_id": self.state.sends,
+                "contacts_by_email": self.state.by_email,
+            }
+        )
+
+    async def _add_fault(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.fail_next(
+            int(body["status"]),
+            times=int(body.get("times", 1)),
+            retry_after=body.get("retry_after"),
+            path_prefix=str(body.get("path_prefix", "/")),
+        )
+        return web.json_response({"ok": True})
+
+
+def main() -> None:  # pragma: no cover - manual use
+    parser = argparse.ArgumentParser(description="Loopback HubSpot simulator")
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--token", default="test-token")
+    parser.add_argument("--search-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    simulator = HubSpotSimulator(args.token, search_delay=args.search_delay)
+    web.run_app(simulator.app(), host="127.0.0.1", port=args.port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

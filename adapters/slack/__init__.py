@@ -1,0 +1,3 @@
+"""Slack incoming webhooks, used for alerts."""
+
+from __future__ import annotations

@@ -1,0 +1,142 @@
+"""What each action type does when the outbox runs it.
+
+CRM actions go through a ``CrmPort``; ``suppress`` writes the store. Lookup-before-create is
+race-free in three layers: one person's actions run one at a time (the ordering key is the
+email); our identity link remembers the contact id the moment we learn it, so an eventually
+consistent CRM search is only the second source; and a create that finds the email taken
+(HubSpot 409) turns into an update of the existing contact. Exactly one contact per person.
+
+Action types without a handler here (sequence.*, ats.*, notify.*, http.request) come with the
+sequence and adapter issues; until then the dispatcher dead-letters them with a clear reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from engine.clock import Clock
+from engine.config.load import ConfigSet
+from engine.errors import ContactExists
+from engine.intake import normalise_email
+from engine.outbox import ActionFailed, ActionSkipped, Handler
+from engine.ports import CrmPort
+from engine.store import queries
+from engine.store.queries import Claimed
+from engine.store.store import Store
+
+
+def crm_value(value: Any) -> str:
+    """HubSpot property values are strings; lists become ';'-separated multi-values."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(crm_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _properties(fields: Mapping[str, Any], email: str) -> dict[str, str]:
+    props = {k: crm_value(v) for k, v in fields.items() if k != "email" and v is not None}
+    props["email"] = email
+    return props
+
+
+class CrmHandlers:
+    """crm.upsert_contact, crm.update_contact, crm.add_to_list, crm.send_email, suppress."""
+
+    def __init__(self, store: Store, crm: CrmPort, config: ConfigSet, clock: Clock) -> None:
+        self.store = store
+        self.crm = crm
+        self.config = config
+        self.clock = clock
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "crm.upsert_contact": self.upsert_contact,
+            "crm.update_contact": self.update_contact,
+            "crm.add_to_list": self.add_to_list,
+            "crm.send_email": self.send_email,
+            "suppress": self.suppress,
+        }
+
+    async def _email(self, job: Claimed, field: str = "email") -> str:
+        email = normalise_email(job.payload["fields"].get(field))
+        if email is None:
+            raise ActionFailed(f"field {field!r} is not an email address")
+        return email
+
+    async def _known_contact(self, email: str) -> str | None:
+        async with self.store.read() as conn:
+            link = await queries.link_for_email(conn, email)
+        if link is not None:
+            return str(link["contact_id"])
+        return await self.crm.search_contact_by_email(email)
+
+    async def _remember(self, email: str, contact_id: str, candidate_id: str | None) -> None:
+        async with self.store.transaction() as conn:
+            await queries.save_link(conn, email, contact_id, candidate_id, self.clock.now())
+
+    async def _upsert(self, job: Claimed, email: str) -> dict[str, Any]:
+        props = _properties(job.payload["fields"], email)
+        contact_id = await self._known_contact(email)
+        created = False
+        if contact_id is None:
+            try:
+                contact_id = await self.crm.create_contact(props)
+                created = True
+            except ContactExists as exists:  # created by an earlier attempt or by someone else
+                contact_id = exists.contact_id
+        await self._remember(email, contact_id, job.candidate_id)  # before any further call
+        if not created:
+            await self.crm.update_contact(contact_id, props)
+        return {"contact_id": contact_id, "created": created}
+
+    async def upsert_contact(self, job: Claimed) -> dict[str, Any]:
+        return await self._upsert(job, await self._email(job))
+
+    async def update_contact(self, job: Claimed) -> dict[str, Any]:
+        email = await self._email(job)
+        if job.payload["params"].get("create_if_missing"):
+            return await self._upsert(job, email)
+        contact_id = await self._known_contact(email)
+        if contact_id is None:
+            raise ActionFailed("no CRM contact has this email (create_if_missing is false)")
+        await self.crm.update_contact(contact_id, _properties(job.payload["fields"], email))
+        return {"contact_id": contact_id}
+
+    async def add_to_list(self, job: Claimed) -> dict[str, Any]:
+        email = await self._email(job)
+        contact_id = await self._known_contact(email)
+        if contact_id is None:
+            raise ActionFailed("no CRM contact has this email; upsert it first")
+        await self.crm.add_to_list(job.payload["params"]["list"], contact_id)
+        return {"contact_id": contact_id}
+
+    async def send_email(self, job: Claimed) -> dict[str, Any]:
+        to = await self._email(job, "to")
+        async with self.store.read() as conn:  # consent is checked at send time, not earlier
+            reason = await queries.suppression_reason(conn, to)
+        if reason is not None:
+            raise ActionSkipped(f"suppressed ({reason})")
+        template_id = job.payload["params"]["template"]
+        template = self.config.templates.get(template_id)
+        if template is None:
+            raise ActionFailed(f"template {template_id!r} is not in the running config")
+        variables = {
+            k: crm_value(v) for k, v in job.payload["fields"].items() if k != "to" and v is not None
+        }
+        status = await self.crm.send_transactional(
+            template.crm_email_id, to, job.idempotency_key, variables
+        )
+        return {"template": template_id, "status": status}
+
+    async def suppress(self, job: Claimed) -> dict[str, Any]:
+        email = await self._email(job)
+        async with self.store.transaction() as conn:
+            added = await queries.suppress(
+                conn, email, str(job.payload["params"]["reason"]), self.clock.now()
+            )
+        return {"added": added}

@@ -1,0 +1,222 @@
+"""Outbox workers: run queued actions through their handlers, with retries that survive restarts.
+
+A batch is claimed under a lease (one action per person at a time, so each person's actions
+run in order while different people run in parallel, up to ``concurrency``). Each outcome is
+committed on its own: done, skipped (a guardrail said no), retried later (exponential backoff
+with jitter, never sooner than the vendor's Retry-After) or dead-lettered (a permanent error or
+the retry budget spent), which raises an alert naming the candidate, rule, action and reason.
+A crash leaves claimed actions "running"; their lease expires and they run again, and the
+idempotency key makes that second run harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from engine.clock import Clock
+from engine.errors import AdapterError
+from engine.intake import AlertSettings
+from engine.store import queries
+from engine.store.queries import Claimed
+from engine.store.store import Store
+
+
+class ActionSkipped(Exception):
+    """A guardrail decided the action must not run (e.g. the address is suppressed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ActionFailed(Exception):
+    """A permanent failure found by the engine itself (bad data, no handler)."""
+
+
+Handler = Callable[[Claimed], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base: timedelta = timedelta(seconds=2)
+    cap: timedelta = timedelta(hours=1)
+    max_attempts: int = 10
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> timedelta:
+        """Exponential backoff with full jitter in [50%, 150%], at least ``retry_after``."""
+        exponential = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempts - 1))
+        seconds = exponential * rng.uniform(0.5, 1.5)
+        if retry_after is not None:
+            seconds = max(seconds, retry_after)
+        return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action_id: int
+    status: str  # done skipped pending dead
+    error: str | None = None
+
+
+class Dispatcher:
+    """Claims due actions and runs them."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: Mapping[str, Handler],
+        clock: Clock,
+        *,
+        retry: RetryPolicy | None = None,
+        alerts: AlertSettings | None = None,
+        concurrency: int = 16,
+        lease: timedelta = timedelta(minutes=2),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.clock = clock
+        self.retry = retry or RetryPolicy()
+        self.alerts = alerts or AlertSettings()
+        self.concurrency = concurrency
+        self.lease = lease
+        self.rng = rng or random.Random()
+
+    async def run_once(self, limit: int = 64) -> list[Outcome]:
+        """Claim one batch and run it to completion; returns what happened to each action."""
+        now = self.clock.now()
+        async with self.store.transaction() as conn:
+            await queries.release_expired_leases(conn, now)
+            claimed = await queries.claim_actions(conn, now, now + self.lease, limit)
+        if not claimed:
+            return []
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def run(job: Claimed) -> Outcome:
+            async with gate:
+                return await self._run(job)
+
+        return list(await asyncio.gather(*(run(job) for job in claimed)))
+
+    async def run_until_idle(self, max_batches: int = 10_000) -> list[Outcome]:
+        """Run batches until nothing is due now (tests and the one-shot runner use this)."""
+        outcomes: list[Outcome] = []
+        for _ in range(max_batches):
+            batch = await self.run_once()
+            if not batch:
+                break
+            outcomes.extend(batch)
+        return outcomes
+
+    async def run_forever(
+        self, stop: asyncio.Event, wake: asyncio.Event, idle: float = 0.5
+    ) -> None:
+        """The daemon's worker loop: runs batches, sleeps until woken or ``idle`` passes."""
+        while not stop.is_set():
+            batch = await self.run_once()
+            if batch:
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=idle)
+
+    async def _run(self, job: Claimed) -> Outcome:
+        handler = self.handlers.get(job.action_type)
+        error: str
+        retry_after: float | None = None
+        permanent = False
+        try:
+            if handler is None:
+                raise ActionFailed(f"no handler for action type {job.action_type!r} in this build")
+            result = await handler(job)
+        except ActionSkipped as skipped:
+            return await self._finish(job, "skipped", error=skipped.reason)
+        except ActionFailed as failed:
+            error, permanent = str(failed), True
+        except AdapterError as exc:
+            error, permanent, retry_after = str(exc), not exc.retryable, exc.retry_after
+            if exc.correlation_id:
+                error += f" (correlation id {exc.correlation_id})"
+        except Exception as exc:  # a bug in a handler: surface it, never loop on it
+            error, permanent = f"{type(exc).__name__}: {exc}", True
+        else:
+            return await self._finish(job, "done", result=result)
+        attempts = job.attempts + 1
+        if permanent or attempts >= self.retry.max_attempts:
+            if not permanent:
+                error = f"retry budget spent after {attempts} attempts: {error}"
+            return await self._finish(job, "dead", error=error, attempts=attempts)
+        due = self.clock.now() + self.retry.delay(attempts, retry_after, self.rng)
+        async with self.store.transaction() as conn:
+            await queries.finish_action(
+                conn,
+                job.id,
+                status="pending",
+                now=self.clock.now(),
+                attempts=attempts,
+                next_attempt_at=due,
+                error=error,
+            )
+        return Outcome(job.id, "pending", error)
+
+    async def _finish(
+        self,
+        job: Claimed,
+        status: str,
+        *,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+        attempts: int | None = None,
+    ) -> Outcome:
+        now = self.clock.now()
+        async with self.store.transaction() as conn:
+            await queries.finish_action(
+                conn,
+                job.id,
+                status=status,
+                now=now,
+                attempts=job.attempts + 1 if attempts is None else attempts,
+                error=error,
+                result=result,
+            )
+            if status == "dead":
+                await self._alert_dead(conn, job, error or "failed", now)
+        return Outcome(job.id, status, error)
+
+    async def _alert_dead(self, conn: Any, job: Claimed, error: str, now: Any) -> None:
+        window = now - self.alerts.group_window
+        await queries.group_alert(
+            conn,
+            group_key=f"dead:{job.rule_id}:{job.action_type}",
+            kind="dead_letter",
+            reason=f"{job.action_type} for rule {job.rule_id} failed: {error}",
+            candidate_id=job.candidate_id,
+            rule_id=job.rule_id,
+            action_type=job.action_type,
+            now=now,
+            window_start=window,
+        )
+        since = now - self.alerts.error_rate_window
+        done, dead = await queries.outcome_counts(conn, job.trigger, since)
+        if dead / (done + dead) > self.alerts.error_rate_threshold:
+            day = since.strftime("%Y-%m-%d")
+            await queries.group_alert(
+                conn,
+                group_key=f"error-rate:{job.trigger}:{day}",
+                kind="error_rate",
+                reason=f"sync error rate for {job.trigger} is {dead / (done + dead):.1%} "
+                f"({dead} of {done + dead} actions failed in the last "
+                f"{self.alerts.error_rate_window}), above "
+                f"{self.alerts.error_rate_threshold:.0%}",
+                candidate_id=job.candidate_id,
+                rule_id=None,
+                action_type=None,
+                now=now,
+                window_start=since,
+            )

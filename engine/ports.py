@@ -1,0 +1,39 @@
+"""What the engine needs from the outside world, as protocols adapters implement.
+
+The engine depends on these shapes only; ``adapters/`` holds the vendor implementations and
+their loopback simulators. Errors come back as ``engine.errors.AdapterError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class CrmPort(Protocol):
+    """A CRM that holds contacts and sends transactional email (HubSpot)."""
+
+    async def search_contact_by_email(self, email: str) -> str | None:
+        """The id of the contact with this (normalised) email, or None."""
+        ...
+
+    async def create_contact(self, properties: dict[str, str]) -> str:
+        """Create a contact; raises ContactExists when the email is taken."""
+        ...
+
+    async def update_contact(self, contact_id: str, properties: dict[str, str]) -> None: ...
+
+    async def add_to_list(self, list_name: str, contact_id: str) -> None: ...
+
+    async def send_transactional(
+        self, email_id: str, to: str, send_id: str, variables: dict[str, str]
+    ) -> dict[str, Any]:
+        """Send one templated email; ``send_id`` de-duplicates at the vendor."""
+        ...
+
+
+class AlertPort(Protocol):
+    """Somewhere alerts go (a Slack incoming webhook, an SMTP mailbox)."""
+
+    name: str
+
+    async def send_alert(self, subject: str, text: str) -> None: ...

@@ -1,0 +1,80 @@
+"""Wires one engine together: intake, rule set, outbox dispatcher, handlers and alert sender.
+
+The daemon, the one-shot runner and the tests all build the engine here, so what is tested is
+what runs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from engine.alerting import AlertSender
+from engine.clock import Clock
+from engine.config.load import ConfigSet
+from engine.evaluate import RuleSet
+from engine.handlers import CrmHandlers
+from engine.intake import AlertSettings, Intake
+from engine.outbox import Dispatcher, RetryPolicy
+from engine.ports import AlertPort, CrmPort
+from engine.store.store import Store
+
+
+def alert_settings(config: ConfigSet) -> AlertSettings:
+    from engine.config.types import parse_duration
+
+    if config.daemon is None:
+        return AlertSettings()
+    alerting = config.daemon.alerting
+    return AlertSettings(
+        group_window=parse_duration(alerting.group_window),
+        error_rate_threshold=alerting.error_rate_threshold,
+        error_rate_window=parse_duration(alerting.error_rate_window),
+    )
+
+
+@dataclass
+class Runtime:
+    store: Store
+    rules: RuleSet
+    intake: Intake
+    dispatcher: Dispatcher
+    alerts: AlertSender
+
+    @classmethod
+    def build(
+        cls,
+        store: Store,
+        config: ConfigSet,
+        clock: Clock,
+        crm: CrmPort,
+        alert_targets: Sequence[AlertPort] = (),
+        *,
+        retry: RetryPolicy | None = None,
+        alerts: AlertSettings | None = None,
+        concurrency: int = 16,
+        lease: timedelta = timedelta(minutes=2),
+        rng: random.Random | None = None,
+    ) -> Runtime:
+        settings = alerts or alert_settings(config)
+        rules = RuleSet.build(config, clock)
+        handlers = CrmHandlers(store, crm, config, clock).handlers()
+        dispatcher = Dispatcher(
+            store,
+            handlers,
+            clock,
+            retry=retry,
+            alerts=settings,
+            concurrency=concurrency,
+            lease=lease,
+            rng=rng,
+        )
+        return cls(
+            store=store,
+            rules=rules,
+            intake=Intake(store, rules, clock, settings),
+            dispatcher=dispatcher,
+            alerts=AlertSender(store, alert_targets, clock),
+        )

@@ -1,0 +1,148 @@
+"""The durable store: one async SQLAlchemy engine, SQLite (default) or PostgreSQL.
+
+``Store.open(url)`` migrates to the newest schema this code knows and refuses a database whose
+schema is newer (written by a later nurture). Every multi-row change goes through
+``transaction()``; on SQLite that also takes the one process-wide write lock, because SQLite
+allows one writer and a "database is locked" error must never reach a caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from engine.errors import StoreError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def async_url(url: str) -> str:
+    """Accept plain ``sqlite:///x.db`` / ``postgresql://...`` and pick the async drivers."""
+    if url.startswith("sqlite://") and "+" not in url.split("://")[0]:
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+    assert head is not None
+    return head
+
+
+class Store:
+    """Owns the database engine; the query functions live in ``engine.store.queries``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True, schema: str | None = None) -> Store:
+        """Connect (and migrate). ``schema`` puts the tables in a PostgreSQL schema."""
+        target = async_url(url)
+        if target.startswith("sqlite"):
+            # NullPool: aiosqlite connections are cheap and each lives in its own thread
+            engine = create_async_engine(target, poolclass=NullPool)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+            engine = create_async_engine(
+                target,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+            )
+        store = cls(engine)
+        try:
+            if migrate:
+                await store.migrate()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """Upgrade to head; refuse a schema newer than this code knows."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise StoreError(f"cannot open the store: {exc}") from exc
+
+    async def revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except (OperationalError, DBAPIError, OSError):
+            return False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One committed-or-rolled-back unit of work."""
+        if self.dialect == "sqlite":
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+
+def _upgrade(connection: Connection) -> None:
+    config = _alembic_config(connection)
+    scripts = ScriptDirectory.from_config(config)
+    current = MigrationContext.configure(connection).get_current_revision()
+    known = {rev.revision for rev in scripts.walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreError(
+            f"the store's schema revision {current!r} is newer than this nurture knows "
+            f"(newest known: {scripts.get_current_head()!r}); upgrade nurture before using it"
+        )
+    command.upgrade(config, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

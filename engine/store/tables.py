@@ -1,0 +1,160 @@
+"""The store's tables (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+Times are stored as timezone-aware UTC; JSON columns hold canonical data and rendered action
+payloads. The Alembic migrations in ``migrations/versions`` create exactly these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import DateTime as _DateTime
+
+
+class DateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which keeps no zone)."""
+
+    impl = _DateTime(timezone=True)
+    cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:
+        super().__init__()
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"naive or non-datetime value {value!r}; use the engine clock")
+        moment = value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("delivery_id", String(200), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("subject", String(200)),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("config_digest", String(64)),
+    UniqueConstraint("source", "delivery_id", name="uq_inbox_delivery"),
+)
+
+rule_firings = Table(
+    "rule_firings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, nullable=False, index=True),
+    Column("rule_id", String(100), nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("matched", Boolean, nullable=False),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, index=True),
+    Column("rule_id", String(100), nullable=False),
+    Column("action_index", Integer, nullable=False),
+    Column("action_type", String(50), nullable=False),
+    Column("ordering_key", String(320), nullable=False),
+    Column("candidate_id", String(200)),
+    Column("trigger", String(100), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("idempotency_key", String(400), nullable=False, unique=True),
+    Column("status", String(20), nullable=False),  # pending running done dead skipped
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("result", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_order", "ordering_key", "id"),
+)
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("email", String(320), primary_key=True),  # normalised
+    Column("candidate_id", String(200), index=True),
+    Column("contact_id", String(100), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+application_stages = Table(
+    "application_stages",
+    metadata,
+    Column("application_id", String(200), primary_key=True),
+    Column("stage_id", String(200)),
+    Column("stage_name", String(300)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", String(50), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_key", String(400), nullable=False, index=True),
+    Column("kind", String(50), nullable=False),
+    Column("candidate_id", String(200)),
+    Column("rule_id", String(100)),
+    Column("action_type", String(50)),
+    Column("reason", Text, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(20), nullable=False),  # pending sent
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text),
+    Column("samples", JSON, nullable=False),  # a few candidate ids of the grouped failures
+)
+
+pauses = Table(
+    "pauses",
+    metadata,
+    Column("scope", String(100), primary_key=True),  # '*' for everything, else a rule id
+    Column("paused_at", DateTime(timezone=True), nullable=False),
+)
