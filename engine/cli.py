@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from engine.cli_ops import register as register_operations
 from engine.config.load import LoadResult, load_config
 from engine.config.schema import config_file_schema, render, write_schema_files
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every schema file under DIR (default: print the config schema)",
     )
     schema.set_defaults(handler=cmd_schema)
+    register_operations(commands)
     return parser
 
 

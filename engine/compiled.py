@@ -1,4 +1,4 @@
-"""JMESPath compiled to Python closures: the interpreter's answers, several times faster.
+"""JMESPath compiled to Python closures: the interpreter's answers, about ten times faster.
 
 The jmespath library re-walks the AST dict on every search (a dict lookup, a method lookup and
 a call per node). Rules are evaluated for every event, so the engine compiles each condition and
@@ -18,6 +18,7 @@ The rules that matter most:
   interpreter does;
 * a field of a non-object, an index or slice of a non-array, is null;
 * projections drop null results; a pipe ends a projection (the AST already says so);
+* precedence is the parser's, quirks included: ``!a.b`` is ``(!a).b``, always null;
 * functions keep the library's type checks and errors: a closure calls the function directly
   only when the arguments certainly pass the library's check, and otherwise goes through
   ``Functions.call_function``, which raises exactly what the interpreter raises.
@@ -379,7 +380,12 @@ class Compiler:
 
         def or_(value: Any) -> Any:
             matched = left(value)
-            return matched if truthy(matched) else right(value)
+            # The operands are mostly comparison results: decide booleans without a call.
+            if matched is True:
+                return matched
+            if matched is False or matched is None or not truthy(matched):
+                return right(value)
+            return matched
 
         return or_
 
@@ -389,7 +395,11 @@ class Compiler:
 
         def and_(value: Any) -> Any:
             matched = left(value)
-            return right(value) if truthy(matched) else matched
+            if matched is True:
+                return right(value)
+            if matched is False or matched is None or not truthy(matched):
+                return matched
+            return right(value)
 
         return and_
 
@@ -551,51 +561,74 @@ def _compose(evaluators: Sequence[Evaluator]) -> Evaluator:
     return compose
 
 
-def _fields(names: Sequence[str]) -> Evaluator:
-    """``a.b.c``: ``.get`` one name after the other, null as soon as a value has no ``.get``.
+def _walk(value: Any, names: Sequence[str]) -> Any:
+    """visit_field applied name after name: ``value.get(name)``, AttributeError -> null.
 
-    visit_field is ``value.get(name)`` with AttributeError -> null. A null (or any non-object)
-    in the middle raises AttributeError on the next ``.get``, which ends the chain with null;
-    the interpreter would carry that null through the remaining fields to the same answer.
+    Once a value is null every later field is null too, so the walk stops there.
     """
-    if len(names) == 1:
-        (a,) = names
-
-        def field1(value: Any) -> Any:
-            try:
-                return value.get(a)
-            except AttributeError:
-                return None
-
-        return field1
-    if len(names) == 2:
-        a, b = names
-
-        def field2(value: Any) -> Any:
-            try:
-                return value.get(a).get(b)
-            except AttributeError:
-                return None
-
-        return field2
-    if len(names) == 3:
-        a, b, c = names
-
-        def field3(value: Any) -> Any:
-            try:
-                return value.get(a).get(b).get(c)
-            except AttributeError:
-                return None
-
-        return field3
-    chain = tuple(names)
-
-    def field_n(value: Any) -> Any:
+    for name in names:
+        if value is None:
+            return None
         try:
-            for name in chain:
-                value = value.get(name)
+            value = value.get(name)
         except AttributeError:
             return None
+    return value
+
+
+def _fields(names: Sequence[str]) -> Evaluator:
+    """``a.b.c``: one closure for a run of fields (the common ``application.stage.name``).
+
+    Plain dicts, by far the common case, are read with ``dict.get`` after an exact type test;
+    anything else goes through ``_walk``, the interpreter's own rule. Testing the type first
+    instead of catching AttributeError matters: a missing object in the middle of a path is
+    routine (``interview.status`` on an application event) and an exception costs ~0.4 µs.
+    """
+    chain: tuple[str, ...] = tuple(names)
+    if len(chain) == 1:
+        (a,) = chain
+
+        def field1(value: Any) -> Any:
+            if type(value) is dict:
+                return value.get(a)
+            return _walk(value, chain)
+
+        return field1
+    if len(chain) == 2:
+        a, b = chain
+        after_a: tuple[str, ...] = chain[1:]
+
+        def field2(value: Any) -> Any:
+            if type(value) is dict:
+                value = value.get(a)
+                if type(value) is dict:
+                    return value.get(b)
+                return _walk(value, after_a)
+            return _walk(value, chain)
+
+        return field2
+    if len(chain) == 3:
+        a, b, c = chain
+        tail_b, tail_c = chain[1:], chain[2:]
+
+        def field3(value: Any) -> Any:
+            if type(value) is dict:
+                value = value.get(a)
+                if type(value) is dict:
+                    value = value.get(b)
+                    if type(value) is dict:
+                        return value.get(c)
+                    return _walk(value, tail_c)
+                return _walk(value, tail_b)
+            return _walk(value, chain)
+
+        return field3
+
+    def field_n(value: Any) -> Any:
+        for position, name in enumerate(chain):
+            if type(value) is not dict:
+                return _walk(value, chain[position:])
+            value = value.get(name)
         return value
 
     return field_n

@@ -13,6 +13,7 @@ from typing import Any
 
 from jmespath.exceptions import JMESPathError
 
+from engine import compiled
 from engine.clock import Clock
 from engine.config.actions import ActionBase
 from engine.config.load import ConfigSet
@@ -32,8 +33,17 @@ def truthy(value: Any) -> bool:
 
 
 def compile_expression(text: str, clock: Clock) -> Evaluator:
+    """Compile to a Python closure (~12x the interpreter; same results, see test_compiled)."""
     parsed = parse(text)
     if isinstance(parsed, SyntaxProblem):  # the loader rejects these; guard anyway
+        raise ValueError(f"invalid JMESPath {text!r}: {parsed.message}")
+    return compiled.compile_expression(parsed, clock.now).function
+
+
+def interpret_expression(text: str, clock: Clock) -> Evaluator:
+    """The jmespath interpreter: the reference the compiled closures are tested against."""
+    parsed = parse(text)
+    if isinstance(parsed, SyntaxProblem):
         raise ValueError(f"invalid JMESPath {text!r}: {parsed.message}")
     return lambda data: search(parsed, data, clock.now)
 
@@ -102,8 +112,8 @@ class RuleSet:
 
     def evaluate(self, event_type: str, data: Any) -> list[Decision]:
         decisions = []
-        for compiled in self.by_trigger.get(event_type, ()):
-            decisions.append(_decide(compiled, data))
+        for rule in self.by_trigger.get(event_type, ()):
+            decisions.append(_decide(rule, data))
         return decisions
 
 

@@ -18,6 +18,7 @@ from engine.expressions import FUNCTIONS
 
 Schema = dict[str, Any]
 _LITERAL_WORDS = {"null", "true", "false"}
+_BOOLEAN_NODES = {"not_expression", "comparator", "and_expression", "or_expression"}
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,18 @@ class PathChecker:
         if kind == "field":
             return self._field(current, str(node["value"]), path)
         if kind == "subexpression":
+            head = children[0] if children else {}
+            if head.get("type") in _BOOLEAN_NODES and len(children) > 1:
+                tail = _extend("", {"type": "subexpression", "children": children[1:]})
+                self.problems.append(
+                    PathProblem(
+                        tail.split(".")[0],
+                        tail,
+                        f"'.{tail}' reads a field of a true/false value, so it is always null",
+                        None,
+                        "JMESPath binds '!' tighter than '.': !a.b means (!a).b; write !(a.b)",
+                    )
+                )
             for child in children:
                 current = self._walk(child, current, path)
                 path = _extend(path, child)

@@ -242,6 +242,11 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
     return value
 
 
+async def status_counts(conn: AsyncConnection) -> dict[str, int]:
+    query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
+    return {str(row[0]): int(row[1]) for row in await conn.execute(query)}
+
+
 async def outcome_counts(conn: AsyncConnection, trigger: str, since: datetime) -> tuple[int, int]:
     """(done, dead) actions of one trigger finished since ``since``: the sync error rate."""
     query = (

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -61,8 +61,13 @@ class Store:
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True, schema: str | None = None) -> Store:
-        """Connect (and migrate). ``schema`` puts the tables in a PostgreSQL schema."""
-        target = async_url(url)
+        """Connect (and migrate). ``schema`` (or ``?search_path=`` in a PostgreSQL URL) puts
+        the tables in that PostgreSQL schema."""
+        parsed = make_url(async_url(url))
+        if "search_path" in parsed.query:
+            schema = str(parsed.query["search_path"])
+            parsed = parsed.difference_update_query(["search_path"])
+        target = parsed.render_as_string(hide_password=False)
         if target.startswith("sqlite"):
             # NullPool: aiosqlite connections are cheap and each lives in its own thread
             engine = create_async_engine(target, poolclass=NullPool)

@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import bench_validate
+from . import bench_evaluate, bench_validate
 from .common import Options, Row, render_table
 
 Benchmark = Callable[[Options], list[Row]]
 
 BENCHMARKS: list[Benchmark] = [
     bench_validate.run,
+    bench_evaluate.run,
 ]
 """Each benchmark takes the options and returns its rows; add new ones here."""
 

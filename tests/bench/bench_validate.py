@@ -340,7 +340,7 @@ def _contact_sync(p: _Pick) -> tuple[str, dict[str, object]]:
         "description": "Mirror candidate profile changes to the CRM contact",
         "trigger": "ats.candidate.updated",
         "condition": "candidate.email != `null` && candidate.can_email && "
-        "!candidate.do_not_contact",
+        "!(candidate.do_not_contact)",
         "actions": [
             _contact(
                 "crm.update_contact",

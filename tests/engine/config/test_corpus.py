@@ -117,6 +117,9 @@ BAD: dict[str, list[Expected]] = {
     "rules/repeated-field-name-column.bad.yaml": [
         (6, 61, "/rules/0/condition", "unknown field 'candidate.status'", None),
     ],
+    "rules/negation-binds-tighter.bad.yaml": [
+        (6, 57, "/rules/0/condition", "reads a field of a true/false value", "write !(a.b)"),
+    ],
     "rules/bare-null.bad.yaml": [
         (6, 36, "/rules/0/condition", "unknown field 'null'", "write `null` in backticks"),
     ],

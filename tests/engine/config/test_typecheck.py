@@ -27,7 +27,7 @@ def problems(text: str, event_type: str = "ats.interview.scheduled") -> list[str
         "interview | start_at",
         "raw.anything.at.all",
         "{who: candidate.first_name, role: application.job.title}",
-        "contains(candidate.tags, 'x') && !candidate.do_not_contact",
+        "contains(candidate.tags, 'x') && !(candidate.do_not_contact)",
     ],
 )
 def test_valid_paths_pass(text: str) -> None:
@@ -76,3 +76,22 @@ def test_did_you_mean_names_the_full_path() -> None:
     checker.check(parsed.parsed)
     assert checker.problems[0].hint == "did you mean 'candidate.email'?"
     assert checker.problems[0].offset_in("candidate.emial") == 10
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["!candidate.do_not_contact", "candidate.email != `null` && !application.prospect"],
+)
+def test_negation_binds_tighter_than_the_dot_and_is_reported(text: str) -> None:
+    """`!a.b` is `(!a).b`: always null, so a rule using it silently never fires."""
+    parsed = parse(text)
+    assert not isinstance(parsed, SyntaxProblem)
+    checker = PathChecker(event_data_schema("ats.application.created"), "events")
+    checker.check(parsed.parsed)
+    assert len(checker.problems) == 1
+    assert "always null" in checker.problems[0].message
+    assert checker.problems[0].hint is not None and "!(a.b)" in checker.problems[0].hint
+
+
+def test_parenthesised_negation_is_fine() -> None:
+    assert problems("!(candidate.do_not_contact) && !(application.status == 'x')") == []
