@@ -81,6 +81,10 @@ async def _run_engine(
         store_url,
         "--crm-url",
         crm_url,
+        "--lease",  # short, so the final run soon takes over what a killed run had claimed
+        "1",
+        "--wait",
+        "60",
         env={**os.environ, "HUBSPOT_TOKEN": "test-token"},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
