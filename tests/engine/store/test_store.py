@@ -1,0 +1,95 @@
+"""The store itself: migrations, schema version guard, dedup, time zones; both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from engine.errors import StoreError
+from engine.store import queries
+from engine.store.store import Store, async_url, head_revision
+from engine.store.tables import metadata
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def test_migrations_create_exactly_the_declared_tables(store: Store) -> None:
+    async with store.read() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert diff == []
+    assert await store.revision() == head_revision()
+
+
+async def test_store_refuses_a_schema_newer_than_it_knows(store: Store) -> None:
+    async with store.transaction() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="newer than this nurture knows"):
+        await store.migrate()
+
+
+async def test_opening_twice_is_idempotent(store: Store) -> None:
+    await store.migrate()
+    assert await store.revision() == head_revision()
+
+
+async def test_the_same_delivery_is_stored_once(store: Store) -> None:
+    row = {
+        "source": "ats/greenhouse",
+        "delivery_id": "d1",
+        "type": "ats.application.created",
+        "subject": "c1",
+        "time": NOW,
+        "data": {"a": 1},
+        "received_at": NOW,
+        "config_digest": "x",
+    }
+    async with store.transaction() as conn:
+        first = await queries.insert_event(conn, row)
+        second = await queries.insert_event(conn, row)
+    assert first is not None and second is None
+
+
+async def test_times_come_back_timezone_aware_utc(store: Store) -> None:
+    async with store.transaction() as conn:
+        await queries.suppress(conn, "a@example.com", "unsubscribed", NOW)
+        await queries.pause(conn, "*", NOW)
+        await queries.save_link(conn, "a@example.com", "51", "c1", NOW)
+        link = await queries.link_for_email(conn, "a@example.com")
+    assert link["updated_at"] == NOW and link["updated_at"].tzinfo is not None
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(Exception, match="naive"):
+        async with store.transaction() as conn:
+            await queries.suppress(conn, "a@example.com", "x", datetime(2026, 1, 1))
+
+
+async def test_suppressing_twice_keeps_the_first_reason(store: Store) -> None:
+    async with store.transaction() as conn:
+        assert await queries.suppress(conn, "a@example.com", "unsubscribed", NOW)
+        assert not await queries.suppress(conn, "a@example.com", "archived", NOW)
+        assert await queries.suppression_reason(conn, "a@example.com") == "unsubscribed"
+
+
+async def test_unreachable_store_is_a_store_error() -> None:
+    with pytest.raises(StoreError):
+        await Store.open("postgresql://postgres@127.0.0.1:1/test")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///n.db", "sqlite+aiosqlite:///n.db"),
+        ("postgresql://h/db", "postgresql+asyncpg://h/db"),
+        ("postgres://h/db", "postgresql+asyncpg://h/db"),
+        ("sqlite+aiosqlite:///n.db", "sqlite+aiosqlite:///n.db"),
+    ],
+)
+def test_plain_urls_pick_the_async_drivers(given: str, expected: str) -> None:
+    assert async_url(given) == expected
