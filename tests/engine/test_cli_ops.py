@@ -23,7 +23,7 @@ def nurture(*args: str) -> subprocess.CompletedProcess[str]:
 
 async def _seed(url: str) -> None:
     store = await Store.open(url)
-    row = {
+    row: dict[str, object] = {
         "event_id": None,
         "rule_id": "application-to-crm",
         "action_index": 0,
