@@ -1,6 +1,6 @@
 """Shared HTTP client machinery: one aiohttp call, its errors mapped into the engine's classes.
 
-Retryable: timeouts, connection failures, 408, 429 and 5xx (with ``Retry-After`` kept, in
+Retryable: timeouts, connection failures, 408, 409, 429 and 5xx (with ``Retry-After`` kept, in
 seconds or as an HTTP date). Permanent: every other 4xx, with the vendor's message and
 correlation id kept so an alert can quote them. Nothing above ``adapters/`` sees aiohttp.
 """
@@ -17,7 +17,9 @@ import aiohttp
 
 from engine import AdapterRejected, AdapterTimeout, AdapterUnavailable
 
-RETRYABLE_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+# 409 is a conflict that may clear (a concurrent write); callers that know better (a create
+# that found the record taken) catch it by status before the retry logic sees it.
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -6,8 +6,8 @@
     ├── EvaluationError      a condition or mapping failed for one rule and one event
     ├── AdapterError         a vendor call failed
     │   ├── AdapterTimeout       no answer in time (retryable)
-    │   ├── AdapterUnavailable   connection failed, 5xx, 408 or 429 (retryable)
-    │   └── AdapterRejected      the vendor refused the request: 4xx (permanent)
+    │   ├── AdapterUnavailable   connection failed, 5xx, 408, 409 or 429 (retryable)
+    │   └── AdapterRejected      the vendor refused the request: other 4xx (permanent)
     │       └── ContactExists    a create found the email taken; carries the existing id
     └── StoreError           the store is unreachable or refused a write
 
@@ -80,7 +80,7 @@ class AdapterTimeout(AdapterError):
 
 
 class AdapterUnavailable(AdapterError):
-    """Connection refused or reset, 5xx, 408 or 429: worth retrying later."""
+    """Connection refused or reset, 5xx, 408, 409 or 429: worth retrying later."""
 
     retryable = True
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from adapters.http import request_json
-from engine import AdapterRejected
+from engine import AdapterError
 from engine.errors import ContactExists
 
 VENDOR = "hubspot"
@@ -72,7 +72,7 @@ class HubSpotClient:
                 "/crm/v3/objects/contacts",
                 json={"properties": properties, "associations": []},
             )
-        except AdapterRejected as exc:
+        except AdapterError as exc:
             match = _EXISTING_ID.search(str(exc))
             if exc.status == 409 and match:
                 raise ContactExists(match.group(1), vendor=VENDOR) from exc
@@ -113,7 +113,7 @@ class HubSpotClient:
             _, status = await self._call(
                 "POST", "/marketing/v3/transactional/single-email/send", json=body
             )
-        except AdapterRejected as exc:
+        except AdapterError as exc:
             if exc.status == 409:  # this sendId went out before: the email is not sent twice
                 return {"status": "DUPLICATE_SEND_ID", "sendId": send_id}
             raise
