@@ -161,6 +161,50 @@ async def _finish(runtime: Any, store: Store, clock: SystemClock, wait: float) -
         await asyncio.sleep(0.1)  # a real process waiting for real leases to lapse
 
 
+def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
+    """Run declarative rule and sequence tests on a virtual clock."""
+    from engine.testing import load_test_file, run_case
+
+    result = load_config([Path(p) for p in args.config_paths], daemon_path=args.config)
+    if result.config is None:
+        for diagnostic in result.errors:
+            sys.stderr.write(diagnostic.format_text() + "\n")
+        return EXIT_ERRORS
+    config = result.config
+    files: list[Path] = []
+    for given in args.paths:
+        path = Path(given)
+        files.extend(sorted(path.rglob("*.test.yaml")) if path.is_dir() else [path])
+    if not files:
+        sys.stderr.write("nurture test: no *.test.yaml files found\n")
+        return EXIT_USAGE
+
+    async def run_all() -> tuple[int, int]:
+        passed = failed = 0
+        for file in files:
+            spec, problems = load_test_file(file)
+            if spec is None:
+                for problem in problems:
+                    print(problem, file=out)
+                failed += 1
+                continue
+            for case in spec.tests:
+                outcome = await run_case(config, case, str(file))
+                if outcome.ok:
+                    passed += 1
+                    print(f"PASS  {file}: {case.name}", file=out)
+                else:
+                    failed += 1
+                    print(f"FAIL  {file}: {case.name}", file=out)
+                    for failure in outcome.failures:
+                        print(f"      {failure}", file=out)
+        return passed, failed
+
+    passed, failed = asyncio.run(run_all())
+    print(f"{passed} passed, {failed} failed", file=out)
+    return EXIT_OK if failed == 0 else EXIT_ERRORS
+
+
 def register(commands: Any) -> None:
     def store_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--store", metavar="URL", help="sqlite:///file.db or postgresql://...")
@@ -186,6 +230,28 @@ def register(commands: Any) -> None:
         parser.add_argument("rule", nargs="?", help="a rule id (default: everything)")
         store_options(parser)
         parser.set_defaults(handler=cmd_pause)
+
+    test = commands.add_parser(
+        "test", help="run *.test.yaml rule and sequence tests on a virtual clock"
+    )
+    test.add_argument(
+        "paths",
+        nargs="*",
+        default=["tests/rules"],
+        help="test files or directories (default: tests/rules)",
+    )
+    test.add_argument(
+        "--config-paths",
+        nargs="+",
+        default=["rules", "sequences"],
+        help="the config under test (default: rules sequences)",
+    )
+    test.add_argument(
+        "--config",
+        metavar="NURTURE_YAML",
+        help="daemon config whose guardrails apply (quiet hours, cap, zone)",
+    )
+    test.set_defaults(handler=cmd_test)
 
     ingest = commands.add_parser(
         "ingest",

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from engine.clock import Clock
 from engine.config.load import ConfigSet
 from engine.errors import ContactExists
-from engine.intake import normalise_email
-from engine.outbox import ActionFailed, ActionSkipped, Handler
+from engine.guardrails import Guardrails, Window
+from engine.identity import normalise_email
+from engine.outbox import ActionDeferred, ActionFailed, ActionSkipped, Handler
 from engine.ports import CrmPort
 from engine.store import queries
 from engine.store.queries import Claimed
@@ -47,11 +49,19 @@ def _properties(fields: Mapping[str, Any], email: str) -> dict[str, str]:
 class CrmHandlers:
     """crm.upsert_contact, crm.update_contact, crm.add_to_list, crm.send_email, suppress."""
 
-    def __init__(self, store: Store, crm: CrmPort, config: ConfigSet, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        crm: CrmPort,
+        config: ConfigSet,
+        clock: Clock,
+        guardrails: Guardrails | None = None,
+    ) -> None:
         self.store = store
         self.crm = crm
         self.config = config
         self.clock = clock
+        self.guardrails = guardrails or Guardrails()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -125,6 +135,7 @@ class CrmHandlers:
         template = self.config.templates.get(template_id)
         if template is None:
             raise ActionFailed(f"template {template_id!r} is not in the running config")
+        await self._check_timing(job, template.category)
         variables = {
             k: crm_value(v) for k, v in job.payload["fields"].items() if k != "to" and v is not None
         }
@@ -132,6 +143,25 @@ class CrmHandlers:
             template.crm_email_id, to, job.idempotency_key, variables
         )
         return {"template": template_id, "status": status}
+
+    async def _check_timing(self, job: Claimed, category: str) -> None:
+        """Send windows always; quiet hours and the frequency cap for nurture mail only."""
+        now = self.clock.now()
+        guard = job.payload.get("guard") or {}
+        window = Window.from_payload(guard.get("send_window"))
+        rails = self.guardrails
+        if category != "nurture":
+            rails = replace(rails, quiet_start=None, quiet_end=None)
+        until = rails.next_allowed(now, guard.get("time_zone"), window)
+        if until is not None:
+            raise ActionDeferred(until, "outside the send window or quiet hours")
+        if category != "nurture":
+            return
+        async with self.store.read() as conn:
+            recent = await queries.touches_since(conn, job.ordering_key, now - rails.cap_per)
+        if len(recent) >= rails.cap_max:
+            until = recent[len(recent) - rails.cap_max] + rails.cap_per
+            raise ActionDeferred(until, f"frequency cap ({rails.cap_max} per {rails.cap_per})")
 
     async def suppress(self, job: Claimed) -> dict[str, Any]:
         email = await self._email(job)

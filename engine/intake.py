@@ -15,18 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 from engine.clock import Clock
+from engine.config.load import ConfigSet
 from engine.evaluate import Decision, RuleSet
 from engine.events import Event
+from engine.identity import normalise_email, ordering_key
+from engine.local_actions import LocalActions, outbox_row
+from engine.sequences import Sequencer
 from engine.store import queries
 from engine.store.store import Store
-
-
-def normalise_email(value: Any) -> str | None:
-    """Lower-cased and trimmed; None for anything that is not a plausible address."""
-    if not isinstance(value, str):
-        return None
-    email = value.strip().lower()
-    return email if "@" in email and len(email) <= 320 else None
 
 
 @dataclass(frozen=True)
@@ -44,28 +40,26 @@ class Accepted:
     queued: int = 0
 
 
-def ordering_key(event: Event, data: dict[str, Any]) -> str:
-    """One person's actions run in order: keyed by email, which two ATS records share."""
-    candidate = data.get("candidate") or {}
-    contact = data.get("contact") or {}
-    email = normalise_email(candidate.get("email")) or normalise_email(contact.get("email"))
-    if email:
-        return email
-    if event.subject:
-        return f"candidate:{event.subject}"
-    return f"event:{event.source}:{event.id}"
-
-
 class Intake:
     """Turns canonical events into durable decisions and queued actions."""
 
     def __init__(
-        self, store: Store, rules: RuleSet, clock: Clock, alerts: AlertSettings | None = None
+        self,
+        store: Store,
+        rules: RuleSet,
+        clock: Clock,
+        alerts: AlertSettings | None = None,
+        *,
+        config: ConfigSet,
+        sequencer: Sequencer,
     ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
         self.alerts = alerts or AlertSettings()
+        self.config = config
+        self.sequencer = sequencer
+        self.local = LocalActions(sequencer)
 
     async def accept(self, event: Event) -> Accepted:
         now = self.clock.now()
@@ -103,34 +97,33 @@ class Intake:
                     for d in decisions
                 ],
             )
+            await self.sequencer.observe(conn, event.type, data, subject, now)
             key = ordering_key(event, data)
+            time_zone = (data.get("candidate") or {}).get("time_zone")
             rows = [
-                {
-                    "event_id": event_id,
-                    "rule_id": d.rule_id,
-                    "action_index": a.index,
-                    "action_type": a.type,
-                    "ordering_key": key,
-                    "candidate_id": subject,
-                    "trigger": event.type,
-                    "payload": {
-                        "params": a.params,
-                        "fields": a.fields,
-                        "event": {"source": event.source, "id": event.id, "type": event.type},
-                    },
-                    "idempotency_key": f"{event.source}|{event.id}|{d.rule_id}|{a.index}",
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
+                outbox_row(
+                    self.config,
+                    action_type=a.type,
+                    params=a.params,
+                    fields=a.fields,
+                    rule_id=d.rule_id,
+                    action_index=a.index,
+                    event_id=event_id,
+                    trigger=event.type,
+                    idempotency_key=f"{event.source}|{event.id}|{d.rule_id}|{a.index}",
+                    ordering_key=key,
+                    candidate_id=subject,
+                    now=now,
+                    time_zone=time_zone,
+                    send_window=None,
+                    event={"source": event.source, "id": event.id, "type": event.type},
+                )
                 for d in decisions
                 if d.matched
                 for a in d.actions
             ]
             for row in rows:
-                if row["action_type"] == "suppress":
-                    await self._suppress_now(conn, row, now)
+                await self.local.apply(conn, row, data, subject, now)
             queued = await queries.insert_actions(conn, rows)
             for decision in decisions:
                 if decision.error is not None:
@@ -147,18 +140,6 @@ class Intake:
                         window_start=now - self.alerts.group_window,
                     )
         return Accepted(event_id, duplicate=False, decisions=decisions, queued=queued)
-
-    async def _suppress_now(self, conn: Any, row: dict[str, Any], now: Any) -> None:
-        """Consent takes effect the moment the event is accepted, not when a queue gets to it:
-        the suppression is written in the intake transaction and the action is recorded done."""
-        email = normalise_email(row["payload"]["fields"].get("email"))
-        if email is None:
-            row.update(
-                status="dead", last_error="field 'email' is not an email address", finished_at=now
-            )
-            return
-        added = await queries.suppress(conn, email, str(row["payload"]["params"]["reason"]), now)
-        row.update(status="done", attempts=1, finished_at=now, result={"added": added})
 
     async def _enrich(self, conn: Any, event: Event, data: dict[str, Any]) -> str | None:
         """Fill what vendors leave out; returns the candidate id the event is about."""

@@ -16,7 +16,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.clock import Clock
@@ -32,6 +32,15 @@ class ActionSkipped(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+        self.reason = reason
+
+
+class ActionDeferred(Exception):
+    """A guardrail says "not now": run again at ``until``; this is not a failed attempt."""
+
+    def __init__(self, until: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.until = until
         self.reason = reason
 
 
@@ -137,6 +146,18 @@ class Dispatcher:
             result = await handler(job)
         except ActionSkipped as skipped:
             return await self._finish(job, "skipped", error=skipped.reason)
+        except ActionDeferred as deferred:
+            async with self.store.transaction() as conn:
+                await queries.finish_action(
+                    conn,
+                    job.id,
+                    status="pending",
+                    now=self.clock.now(),
+                    attempts=job.attempts,
+                    next_attempt_at=deferred.until,
+                    error=f"deferred: {deferred.reason}",
+                )
+            return Outcome(job.id, "deferred", deferred.reason)
         except ActionFailed as failed:
             error, permanent = str(failed), True
         except AdapterError as exc:

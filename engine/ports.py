@@ -37,3 +37,21 @@ class AlertPort(Protocol):
     name: str
 
     async def send_alert(self, subject: str, text: str) -> None: ...
+
+
+class AtsPort(Protocol):
+    """An ATS we write back to: tags and notes on the candidate record."""
+
+    async def add_tag(self, candidate_id: str, tag: str) -> None: ...
+
+    async def remove_tag(self, candidate_id: str, tag: str) -> None: ...
+
+    async def add_note(self, candidate_id: str, body: str, visibility: str) -> None: ...
+
+
+class NotifierPort(Protocol):
+    """Internal messages (interviewer prompts): email to people, or a Slack target by name."""
+
+    async def email(self, to: list[str], subject: str, text: str) -> None: ...
+
+    async def slack(self, target: str | None, text: str) -> None: ...

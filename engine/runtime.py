@@ -15,10 +15,15 @@ from engine.alerting import AlertSender
 from engine.clock import Clock
 from engine.config.load import ConfigSet
 from engine.evaluate import RuleSet
+from engine.guardrails import Guardrails
 from engine.handlers import CrmHandlers
+from engine.handlers_writeback import WritebackHandlers
 from engine.intake import AlertSettings, Intake
+from engine.local_actions import LocalActions
 from engine.outbox import Dispatcher, RetryPolicy
-from engine.ports import AlertPort, CrmPort
+from engine.ports import AlertPort, AtsPort, CrmPort, NotifierPort
+from engine.sequences import Sequencer
+from engine.steps import StepRunner
 from engine.store.store import Store
 
 
@@ -42,6 +47,7 @@ class Runtime:
     intake: Intake
     dispatcher: Dispatcher
     alerts: AlertSender
+    steps: StepRunner
 
     @classmethod
     def build(
@@ -57,10 +63,17 @@ class Runtime:
         concurrency: int = 16,
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
+        step_batch: int = 50,
+        ats: AtsPort | None = None,
+        notifier: NotifierPort | None = None,
     ) -> Runtime:
         settings = alerts or alert_settings(config)
         rules = RuleSet.build(config, clock)
-        handlers = CrmHandlers(store, crm, config, clock).handlers()
+        sequencer = Sequencer(config, clock)
+        guardrails = Guardrails.from_daemon(config.daemon)
+        handlers = CrmHandlers(store, crm, config, clock, guardrails).handlers()
+        if ats is not None and notifier is not None:
+            handlers.update(WritebackHandlers(ats, notifier).handlers())
         dispatcher = Dispatcher(
             store,
             handlers,
@@ -74,7 +87,8 @@ class Runtime:
         return cls(
             store=store,
             rules=rules,
-            intake=Intake(store, rules, clock, settings),
+            intake=Intake(store, rules, clock, settings, config=config, sequencer=sequencer),
             dispatcher=dispatcher,
             alerts=AlertSender(store, alert_targets, clock),
+            steps=StepRunner(store, config, clock, LocalActions(sequencer), batch=step_batch),
         )

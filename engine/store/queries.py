@@ -147,6 +147,7 @@ class Claimed:
     payload: dict[str, Any]
     idempotency_key: str
     attempts: int
+    ordering_key: str
 
 
 async def release_expired_leases(conn: AsyncConnection, now: datetime) -> int:
@@ -204,6 +205,7 @@ async def claim_actions(
             outbox.c.payload,
             outbox.c.idempotency_key,
             outbox.c.attempts,
+            outbox.c.ordering_key,
         )
     )
     rows = (await conn.execute(statement)).mappings().all()
@@ -240,6 +242,23 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
     query = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
     value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
     return value
+
+
+async def touches_since(
+    conn: AsyncConnection, ordering_key: str, since: datetime
+) -> list[datetime]:
+    """When this person was sent nurture email since ``since`` (the frequency cap)."""
+    query = (
+        select(outbox.c.finished_at)
+        .where(
+            outbox.c.ordering_key == ordering_key,
+            outbox.c.touch_category == "nurture",
+            outbox.c.status == "done",
+            outbox.c.finished_at >= since,
+        )
+        .order_by(outbox.c.finished_at)
+    )
+    return list((await conn.execute(query)).scalars())
 
 
 async def status_counts(conn: AsyncConnection) -> dict[str, int]:

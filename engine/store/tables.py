@@ -102,6 +102,7 @@ outbox = Table(
     Column("result", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    Column("touch_category", String(20)),  # nurture / transactional for candidate emails
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_order", "ordering_key", "id"),
 )
@@ -157,4 +158,65 @@ pauses = Table(
     metadata,
     Column("scope", String(100), primary_key=True),  # '*' for everything, else a rule id
     Column("paused_at", DateTime(timezone=True), nullable=False),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("sequence_id", String(100), nullable=False),
+    Column("candidate_id", String(200), nullable=False),
+    Column("key", String(300), nullable=False),  # '' when the sequence has no key
+    Column("email", String(320)),
+    Column("category", String(20), nullable=False),
+    Column("exclusive", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),  # active exited completed
+    Column("reason", Text),
+    Column("context", JSON, nullable=False),  # the enrolling event's data, kept current
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Index("ix_enrollments_candidate", "candidate_id", "status"),
+    Index(
+        "uq_enrollments_active",
+        "sequence_id",
+        "candidate_id",
+        "key",
+        unique=True,
+        sqlite_where=Column("status") == "active",
+        postgresql_where=Column("status") == "active",
+    ),
+)
+
+enrollment_steps = Table(
+    "enrollment_steps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("enrollment_id", Id, nullable=False, index=True),
+    Column("step_id", String(100), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(20), nullable=False),  # pending claimed fired skipped cancelled
+    Column("lease_until", DateTime(timezone=True)),
+    Column("reason", Text),
+    Column("fired_at", DateTime(timezone=True)),
+    UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_step_occurrence"),
+    Index("ix_steps_due", "status", "due_at"),
+)
+
+candidate_snapshots = Table(
+    "candidate_snapshots",
+    metadata,
+    Column("candidate_id", String(200), primary_key=True),
+    Column("candidate", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(200), primary_key=True),
+    Column("job", JSON, nullable=False),
+    Column("status", String(20)),
+    Column("department", String(300)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -38,6 +38,7 @@ templates:
   - id: welcome
     subject: "Hi {first_name}"
     crm_email_id: "100001"
+    category: transactional
     variables: [first_name]
 """
 PEOPLE = 260

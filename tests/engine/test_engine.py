@@ -66,6 +66,7 @@ templates:
   - id: welcome
     subject: "Hi {first_name}"
     crm_email_id: "100001"
+    category: transactional  # an application receipt: no frequency cap, no quiet hours
     variables: [first_name]
 """
 

@@ -1,0 +1,349 @@
+"""Sequences: enrol, exit, reschedule: always inside the transaction of what caused them.
+
+The ``enrollment_steps`` table is the source of truth for every timed step (APScheduler only
+wakes the step runner). An enrolment computes each step's due time from its anchor (a date in
+the enrolling event, or the enrolment time) plus the step's offset. A keyed sequence
+(``key: interview.id``) enrolled again with the same key moves its pending steps instead of
+adding new ones; an exit cancels pending steps in the same transaction as the event that
+caused it, so nothing fires after an unsubscribe is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.clock import Clock
+from engine.config.load import ConfigSet
+from engine.config.model import ExitTrigger, Sequence
+from engine.config.types import parse_duration
+from engine.evaluate import Evaluator, compile_expression, truthy
+from engine.expressions import parse_timestamp
+from engine.identity import normalise_email
+from engine.store.queries import _insert
+from engine.store.tables import candidate_snapshots, enrollment_steps, enrollments, jobs
+
+
+@dataclass(frozen=True)
+class _CompiledSequence:
+    sequence: Sequence
+    anchor: Evaluator | None
+    key: Evaluator | None
+    step_anchors: dict[str, Evaluator]
+    exits: dict[str, list[Evaluator | None]]  # event type -> conditions (None = always)
+
+
+def _as_time(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return parse_timestamp(value)
+        except ValueError:
+            return None
+    return None
+
+
+class Sequencer:
+    """Enrolment bookkeeping for one config version."""
+
+    def __init__(
+        self,
+        config: ConfigSet,
+        clock: Clock,
+        compiler: Callable[[str, Clock], Evaluator] = compile_expression,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.compiled: dict[str, _CompiledSequence] = {}
+        for sequence in config.sequences.values():
+            exits: dict[str, list[Evaluator | None]] = {}
+            for exit_on in sequence.exit_on:
+                if isinstance(exit_on, ExitTrigger):
+                    condition = compiler(exit_on.condition, clock) if exit_on.condition else None
+                    exits.setdefault(exit_on.event, []).append(condition)
+                else:
+                    exits.setdefault(exit_on, []).append(None)
+            self.compiled[sequence.id] = _CompiledSequence(
+                sequence=sequence,
+                anchor=compiler(sequence.anchor, clock) if sequence.anchor else None,
+                key=compiler(sequence.key, clock) if sequence.key else None,
+                step_anchors={s.id: compiler(s.anchor, clock) for s in sequence.steps if s.anchor},
+                exits=exits,
+            )
+
+    # -- what every event does ------------------------------------------------------------
+    async def observe(
+        self,
+        conn: AsyncConnection,
+        event_type: str,
+        data: dict[str, Any],
+        candidate_id: str | None,
+        now: datetime,
+    ) -> list[tuple[int, str]]:
+        """Keep snapshots current, refresh enrolment contexts, apply ``exit_on``.
+
+        Returns the (enrolment id, reason) of every enrolment the event ended.
+        """
+        await self._snapshot(conn, data, now)
+        email = normalise_email((data.get("candidate") or {}).get("email")) or normalise_email(
+            (data.get("contact") or {}).get("email")
+        )
+        who = self._whose(candidate_id, email)
+        if who is None:
+            return []
+        query = select(enrollments).where(who, enrollments.c.status == "active")
+        active = (await conn.execute(query)).mappings().all()
+        ended: list[tuple[int, str]] = []
+        for row in active:
+            compiled = self.compiled.get(row["sequence_id"])
+            if compiled is None:
+                continue
+            same_key = self._key_matches(compiled, row, data)
+            if same_key:
+                await self._refresh_context(conn, row, data)
+            conditions = compiled.exits.get(event_type)
+            if not conditions or not same_key:
+                continue
+            if any(c is None or truthy(c(data)) for c in conditions):
+                reason = f"exit_on {event_type}"
+                await self._end(conn, row["id"], "exited", reason, now)
+                ended.append((int(row["id"]), reason))
+        return ended
+
+    def _key_matches(self, compiled: _CompiledSequence, row: Any, data: dict[str, Any]) -> bool:
+        """An event about one interview does not touch the reminders of another."""
+        if compiled.key is None:
+            return True
+        try:
+            value = compiled.key(data)
+        except Exception:
+            return True
+        return value is None or str(value) == row["key"]
+
+    async def _refresh_context(self, conn: AsyncConnection, row: Any, data: dict[str, Any]) -> None:
+        context = dict(row["context"])
+        for part in ("candidate", "application", "interview", "contact"):
+            if isinstance(data.get(part), dict):
+                context[part] = data[part]
+        if context != row["context"]:
+            await conn.execute(
+                update(enrollments).where(enrollments.c.id == row["id"]).values(context=context)
+            )
+
+    async def _snapshot(self, conn: AsyncConnection, data: dict[str, Any], now: datetime) -> None:
+        candidate = data.get("candidate")
+        if isinstance(candidate, dict) and candidate.get("id") and candidate.get("email"):
+            values = {"candidate": candidate, "updated_at": now}
+            statement = _insert(conn, candidate_snapshots).values(
+                candidate_id=str(candidate["id"]), **values
+            )
+            await conn.execute(
+                statement.on_conflict_do_update(index_elements=["candidate_id"], set_=values)
+            )
+        job = (
+            (data.get("application") or {}).get("job")
+            if isinstance(data.get("application"), dict)
+            else None
+        )
+        if isinstance(job, dict) and job.get("id"):
+            values = {
+                "job": job,
+                "status": job.get("status"),
+                "department": job.get("department"),
+                "updated_at": now,
+            }
+            statement = _insert(conn, jobs).values(job_id=str(job["id"]), **values)
+            await conn.execute(
+                statement.on_conflict_do_update(index_elements=["job_id"], set_=values)
+            )
+
+    # -- enrol, exit ----------------------------------------------------------------------
+    async def enroll(
+        self,
+        conn: AsyncConnection,
+        sequence_id: str,
+        start_at_step: str | None,
+        data: dict[str, Any],
+        candidate_id: str | None,
+        email: str | None,
+        now: datetime,
+    ) -> str:
+        """Enrol (or reschedule); returns what happened, for the audit trail."""
+        compiled = self.compiled[sequence_id]
+        sequence = compiled.sequence
+        if candidate_id is None:
+            return "not enrolled: the event names no candidate"
+        key = ""
+        if compiled.key is not None:
+            value = compiled.key(data)
+            if value is None:
+                return f"not enrolled: key {sequence.key!r} is null in this event"
+            key = str(value)
+        same = and_(
+            enrollments.c.sequence_id == sequence_id,
+            enrollments.c.candidate_id == candidate_id,
+            enrollments.c.key == key,
+        )
+        active = (
+            (await conn.execute(select(enrollments).where(same, enrollments.c.status == "active")))
+            .mappings()
+            .first()
+        )
+        if active is not None:
+            if compiled.key is not None:
+                moved = await self._reschedule(conn, compiled, int(active["id"]), data, now)
+                await self._refresh_context(conn, active, data)
+                return f"rescheduled {moved} pending step(s)"
+            if sequence.reenroll != "restart":
+                return "already enrolled"
+            await self._end(conn, int(active["id"]), "exited", "restarted", now)
+        elif sequence.reenroll == "never":
+            before = (await conn.execute(select(enrollments.c.id).where(same))).first()
+            if before is not None:
+                return "not enrolled: enrolled before and reenroll is 'never'"
+        exclusive = sequence.category == "nurture" and not sequence.allow_concurrent
+        if exclusive:
+            other = (
+                await conn.execute(
+                    select(enrollments.c.sequence_id).where(
+                        enrollments.c.candidate_id == candidate_id,
+                        enrollments.c.status == "active",
+                        enrollments.c.exclusive.is_(True),
+                    )
+                )
+            ).scalar_one_or_none()
+            if other is not None:
+                return f"not enrolled: nurture sequence {other!r} is active"
+        result = await conn.execute(
+            enrollments.insert()
+            .values(
+                sequence_id=sequence_id,
+                candidate_id=candidate_id,
+                key=key,
+                email=email,
+                category=sequence.category,
+                exclusive=exclusive,
+                status="active",
+                reason=None,
+                context={
+                    k: data[k]
+                    for k in ("candidate", "application", "interview", "contact")
+                    if isinstance(data.get(k), dict)
+                },
+                started_at=now,
+            )
+            .returning(enrollments.c.id)
+        )
+        enrollment_id = int(result.scalar_one())
+        steps = sequence.steps
+        if start_at_step is not None:
+            steps = steps[[s.id for s in steps].index(start_at_step) :]
+        rows = [
+            {
+                "enrollment_id": enrollment_id,
+                "step_id": step.id,
+                "occurrence": 0,
+                "due_at": self._due(compiled, step.id, step.at, data, now),
+                "status": "pending",
+            }
+            for step in steps
+        ]
+        await conn.execute(enrollment_steps.insert(), rows)
+        return f"enrolled ({len(rows)} step(s))"
+
+    def _due(
+        self,
+        compiled: _CompiledSequence,
+        step_id: str,
+        offset: str,
+        data: dict[str, Any],
+        now: datetime,
+    ) -> datetime:
+        evaluator = compiled.step_anchors.get(step_id) or compiled.anchor
+        anchor = _as_time(evaluator(data)) if evaluator is not None else None
+        return (anchor or now) + parse_duration(offset)
+
+    async def _reschedule(
+        self,
+        conn: AsyncConnection,
+        compiled: _CompiledSequence,
+        enrollment_id: int,
+        data: dict[str, Any],
+        now: datetime,
+    ) -> int:
+        pending = (
+            (
+                await conn.execute(
+                    select(enrollment_steps).where(
+                        enrollment_steps.c.enrollment_id == enrollment_id,
+                        enrollment_steps.c.status == "pending",
+                    )
+                )
+            )
+            .mappings()
+            .all()
+        )
+        offsets = {s.id: s.at for s in compiled.sequence.steps}
+        moved = 0
+        for row in pending:
+            if row["step_id"] not in offsets or row["occurrence"] != 0:
+                continue
+            due = self._due(compiled, row["step_id"], offsets[row["step_id"]], data, now)
+            if due != row["due_at"]:
+                await conn.execute(
+                    update(enrollment_steps)
+                    .where(enrollment_steps.c.id == row["id"])
+                    .values(due_at=due)
+                )
+                moved += 1
+        return moved
+
+    @staticmethod
+    def _whose(candidate_id: str | None, email: str | None) -> Any:
+        """Enrolments of this candidate, or of this address when a CRM event has no link."""
+        if candidate_id is not None:
+            return enrollments.c.candidate_id == candidate_id
+        if email is not None:
+            return enrollments.c.email == email
+        return None
+
+    async def exit(
+        self,
+        conn: AsyncConnection,
+        sequence_id: str,
+        candidate_id: str | None,
+        reason: str,
+        now: datetime,
+        email: str | None = None,
+    ) -> int:
+        who = self._whose(candidate_id, email)
+        if who is None:
+            return 0
+        condition = and_(who, enrollments.c.status == "active")
+        if sequence_id != "*":
+            condition = and_(condition, enrollments.c.sequence_id == sequence_id)
+        ids = list((await conn.execute(select(enrollments.c.id).where(condition))).scalars())
+        for enrollment_id in ids:
+            await self._end(conn, int(enrollment_id), "exited", reason, now)
+        return len(ids)
+
+    async def _end(
+        self, conn: AsyncConnection, enrollment_id: int, status: str, reason: str, now: datetime
+    ) -> None:
+        await conn.execute(
+            update(enrollments)
+            .where(enrollments.c.id == enrollment_id)
+            .values(status=status, reason=reason, ended_at=now)
+        )
+        await conn.execute(
+            update(enrollment_steps)
+            .where(
+                enrollment_steps.c.enrollment_id == enrollment_id,
+                enrollment_steps.c.status == "pending",
+            )
+            .values(status="cancelled", reason=reason)
+        )

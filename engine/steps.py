@@ -1,0 +1,304 @@
+"""The step runner: due steps become outbox actions, exactly once, in one transaction each.
+
+Claiming, evaluating, queueing the action (key ``enrollment:step:occurrence``), marking the step
+fired and writing the next occurrence of a repeating step all commit together; on PostgreSQL
+the claimed rows are locked ``FOR UPDATE SKIP LOCKED``, so several engine processes never fire
+a step twice, and a crash rolls the whole claim back (the transaction is the lease).
+
+Overdue steps (after downtime, or past at enrolment) follow their misfire policy: ``send_late``
+fires within ``grace`` and is skipped beyond it; ``skip`` fires only if it is less than one
+minute late. A skipped step is recorded with its reason. At most ``batch`` steps are claimed
+per tick, so a backlog drains spread out instead of as one burst.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jmespath.exceptions import JMESPathError
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.clock import Clock
+from engine.config.actions import ActionBase
+from engine.config.load import ConfigSet
+from engine.config.model import Misfire, Sequence, Step
+from engine.config.types import parse_duration
+from engine.evaluate import Evaluator, compile_expression, truthy
+from engine.events import StepContext
+from engine.local_actions import LocalActions, outbox_row
+from engine.store import queries
+from engine.store.store import Store
+from engine.store.tables import candidate_snapshots, enrollment_steps, enrollments, jobs
+
+SKIP_TOLERANCE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    enrollment_id: int
+    step_id: str
+    occurrence: int
+    status: str  # fired skipped cancelled
+    reason: str | None = None
+    action: str | None = None
+
+
+class StepRunner:
+    def __init__(
+        self,
+        store: Store,
+        config: ConfigSet,
+        clock: Clock,
+        local: LocalActions,
+        *,
+        batch: int = 50,
+        compiler: Callable[[str, Clock], Evaluator] = compile_expression,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.local = local
+        self.batch = batch
+        self._compiler = compiler
+        self._compiled: dict[str, Evaluator] = {}
+
+    def _compile(self, text: str) -> Evaluator:
+        if text not in self._compiled:
+            self._compiled[text] = self._compiler(text, self.clock)
+        return self._compiled[text]
+
+    async def run_due(self) -> list[StepOutcome]:
+        """Fire up to ``batch`` due steps; returns what happened to each."""
+        now = self.clock.now()
+        async with self.store.transaction() as conn:
+            query = (
+                select(enrollment_steps)
+                .where(enrollment_steps.c.status == "pending", enrollment_steps.c.due_at <= now)
+                .order_by(enrollment_steps.c.due_at, enrollment_steps.c.id)
+                .limit(self.batch)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            due = (await conn.execute(query)).mappings().all()
+            outcomes = [await self._fire(conn, row, now) for row in due]
+        return outcomes
+
+    async def run_until_idle(self, max_rounds: int = 10_000) -> list[StepOutcome]:
+        outcomes: list[StepOutcome] = []
+        for _ in range(max_rounds):
+            batch = await self.run_due()
+            if not batch:
+                break
+            outcomes.extend(batch)
+        return outcomes
+
+    async def _set(
+        self, conn: AsyncConnection, row: Any, status: str, reason: str | None, now: datetime
+    ) -> StepOutcome:
+        await conn.execute(
+            update(enrollment_steps)
+            .where(enrollment_steps.c.id == row["id"])
+            .values(status=status, reason=reason, fired_at=now if status == "fired" else None)
+        )
+        return StepOutcome(
+            int(row["enrollment_id"]), row["step_id"], int(row["occurrence"]), status, reason
+        )
+
+    async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> StepOutcome:
+        enrollment = (
+            (
+                await conn.execute(
+                    select(enrollments).where(enrollments.c.id == row["enrollment_id"])
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if enrollment is None or enrollment["status"] != "active":
+            return await self._set(conn, row, "cancelled", "enrolment is no longer active", now)
+        sequence = self.config.sequences.get(enrollment["sequence_id"])
+        step = (
+            next((s for s in sequence.steps if s.id == row["step_id"]), None) if sequence else None
+        )
+        if sequence is None or step is None:
+            outcome = await self._set(conn, row, "skipped", "step removed from the sequence", now)
+            await self._complete_if_done(conn, enrollment, now)
+            return outcome
+        lateness = now - row["due_at"]
+        misfire = step.misfire or sequence.misfire
+        if self._missed(misfire, lateness):
+            outcome = await self._set(
+                conn,
+                row,
+                "skipped",
+                f"missed by {lateness} ({misfire.policy}, grace {misfire.grace})",
+                now,
+            )
+            await self._schedule_next(conn, row, step)
+            await self._complete_if_done(conn, enrollment, now)
+            return outcome
+        try:
+            context = await self._context(conn, enrollment, row)
+            action: ActionBase | None = step.do
+            if step.condition is not None and not truthy(self._compile(step.condition)(context)):
+                action = step.otherwise
+            fields = (
+                {name: self._compile(text)(context) for name, text in action.fields.items()}
+                if action is not None
+                else {}
+            )
+        except (JMESPathError, ValidationError, TypeError, ValueError) as exc:
+            reason = f"evaluation failed: {type(exc).__name__}: {exc}"
+            outcome = await self._set(conn, row, "failed", reason, now)
+            await queries.group_alert(
+                conn,
+                group_key=f"step:{sequence.id}/{step.id}",
+                kind="step_error",
+                reason=f"step {step.id} of {sequence.id} failed: {reason}",
+                candidate_id=enrollment["candidate_id"],
+                rule_id=f"{sequence.id}/{step.id}",
+                action_type=step.do.type,
+                now=now,
+                window_start=now - timedelta(minutes=10),
+            )
+            await self._schedule_next(conn, row, step)
+            await self._complete_if_done(conn, enrollment, now)
+            return outcome
+        if action is None:
+            outcome = await self._set(conn, row, "skipped", "condition false, no otherwise", now)
+        else:
+            candidate = context.get("candidate") or {}
+            queued = outbox_row(
+                self.config,
+                action_type=action.type,
+                params=_params(action),
+                fields=fields,
+                rule_id=f"{sequence.id}/{step.id}",
+                action_index=0,
+                event_id=None,
+                trigger=f"sequence:{sequence.id}",
+                idempotency_key=f"{row['enrollment_id']}:{step.id}:{row['occurrence']}",
+                ordering_key=enrollment["email"] or f"candidate:{enrollment['candidate_id']}",
+                candidate_id=enrollment["candidate_id"],
+                now=now,
+                time_zone=candidate.get("time_zone"),
+                send_window=_window(step, sequence),
+                event={"source": "sequence", "id": f"{enrollment['id']}", "type": "step"},
+            )
+            await self.local.apply(conn, queued, context, enrollment["candidate_id"], now)
+            await queries.insert_actions(conn, [queued])
+            outcome = await self._set(conn, row, "fired", None, now)
+            outcome = StepOutcome(
+                outcome.enrollment_id,
+                outcome.step_id,
+                outcome.occurrence,
+                "fired",
+                None,
+                f"{action.type}:{queued['payload']['params']}",
+            )
+        await self._schedule_next(conn, row, step)
+        await self._complete_if_done(conn, enrollment, now)
+        return outcome
+
+    @staticmethod
+    def _missed(misfire: Misfire, lateness: timedelta) -> bool:
+        if misfire.policy == "skip":
+            return lateness > SKIP_TOLERANCE
+        return lateness > parse_duration(misfire.grace)
+
+    async def _schedule_next(self, conn: AsyncConnection, row: Any, step: Step) -> None:
+        if step.repeat is None:
+            return
+        occurrence = int(row["occurrence"]) + 1
+        if step.repeat.times is not None and occurrence >= step.repeat.times:
+            return
+        due = row["due_at"] + parse_duration(step.repeat.every)
+        statement = (
+            queries._insert(conn, enrollment_steps)
+            .values(
+                enrollment_id=row["enrollment_id"],
+                step_id=step.id,
+                occurrence=occurrence,
+                due_at=due,
+                status="pending",
+            )
+            .on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "occurrence"])
+        )
+        await conn.execute(statement)
+
+    async def _complete_if_done(
+        self, conn: AsyncConnection, enrollment: Any, now: datetime
+    ) -> None:
+        remaining = (
+            await conn.execute(
+                select(enrollment_steps.c.id)
+                .where(
+                    enrollment_steps.c.enrollment_id == enrollment["id"],
+                    enrollment_steps.c.status == "pending",
+                )
+                .limit(1)
+            )
+        ).first()
+        if remaining is None:
+            await conn.execute(
+                update(enrollments)
+                .where(enrollments.c.id == enrollment["id"])
+                .values(status="completed", reason="all steps done", ended_at=now)
+            )
+
+    async def _context(self, conn: AsyncConnection, enrollment: Any, row: Any) -> dict[str, Any]:
+        """The candidate's current data, as StepContext describes it."""
+        context = dict(enrollment["context"])
+        snapshot = (
+            await conn.execute(
+                select(candidate_snapshots.c.candidate).where(
+                    candidate_snapshots.c.candidate_id == enrollment["candidate_id"]
+                )
+            )
+        ).scalar_one_or_none()
+        if snapshot is not None:
+            context["candidate"] = snapshot
+        context.setdefault(
+            "candidate", {"id": enrollment["candidate_id"], "email": enrollment["email"]}
+        )
+        job = (context.get("application") or {}).get("job") or {}
+        roles: list[Any] = []
+        if job.get("department"):
+            roles = list(
+                (
+                    await conn.execute(
+                        select(jobs.c.job)
+                        .where(
+                            jobs.c.status == "open",
+                            jobs.c.department == job["department"],
+                            jobs.c.job_id != str(job.get("id")),
+                        )
+                        .order_by(jobs.c.updated_at.desc())
+                        .limit(3)
+                    )
+                ).scalars()
+            )
+        context["matching_roles"] = roles
+        context["enrollment"] = {
+            "sequence": enrollment["sequence_id"],
+            "key": enrollment["key"] or None,
+            "started_at": enrollment["started_at"].isoformat(),
+            "step": row["step_id"],
+            "occurrence": int(row["occurrence"]),
+        }
+        return StepContext.model_validate(context).model_dump(mode="json")
+
+
+def _params(action: ActionBase) -> dict[str, Any]:
+    params = getattr(action, "params", None)
+    return params.model_dump(mode="json") if params is not None else {}
+
+
+def _window(step: Step, sequence: Sequence) -> dict[str, Any] | None:
+    window = step.send_window or sequence.send_window
+    return window.model_dump(mode="json") if window is not None else None
