@@ -9,6 +9,7 @@ the commits per event.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.config.load import ConfigSet
+from engine.errors import StoreError
 from engine.evaluate import Decision, RuleSet
 from engine.events import Event
 from engine.identity import normalise_email, ordering_key
@@ -52,6 +54,7 @@ class Intake:
         *,
         config: ConfigSet,
         sequencer: Sequencer,
+        max_group: int = 64,
     ) -> None:
         self.store = store
         self.rules = rules
@@ -60,85 +63,132 @@ class Intake:
         self.config = config
         self.sequencer = sequencer
         self.local = LocalActions(sequencer)
+        self.max_group = max_group
+        self._waiting: list[tuple[Event, asyncio.Future[Accepted]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def accept(self, event: Event) -> Accepted:
+        """Store, evaluate and queue one event; returns once all of it is committed.
+
+        Events arriving together share one transaction (group commit): a single writer takes
+        every event waiting at that moment, runs each in its own savepoint (one bad event
+        fails alone) and commits once. Each caller still returns only after that commit.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Accepted] = loop.create_future()
+        self._waiting.append((event, waiter))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_groups())
+        return await waiter
+
+    async def _write_groups(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[: self.max_group], self._waiting[self.max_group :]
+            results: list[tuple[asyncio.Future[Accepted], Accepted | BaseException]] = []
+            try:
+                async with self.store.transaction() as conn:
+                    for event, waiter in group:
+                        try:
+                            async with conn.begin_nested():
+                                results.append((waiter, await self._accept_in(conn, event)))
+                        except Exception as exc:  # this event fails; the others commit
+                            results.append((waiter, exc))
+            except BaseException as exc:  # the commit itself failed: nobody was accepted
+                for _, waiter in group:
+                    if not waiter.done():
+                        waiter.set_exception(
+                            exc
+                            if isinstance(exc, Exception)
+                            else StoreError(f"intake interrupted: {exc!r}")
+                        )
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for waiter, outcome in results:
+                if waiter.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
+
+    async def _accept_in(self, conn: Any, event: Event) -> Accepted:
         now = self.clock.now()
         data = copy.deepcopy(event.data)
         rules = self.rules  # one config version for the whole event, even across a reload
-        async with self.store.transaction() as conn:
-            event_id = await queries.insert_event(
-                conn,
+        event_id = await queries.insert_event(
+            conn,
+            {
+                "source": event.source,
+                "delivery_id": event.id,
+                "type": event.type,
+                "subject": event.subject,
+                "time": event.time,
+                "data": event.data,
+                "received_at": now,
+                "config_digest": rules.digest,
+            },
+        )
+        if event_id is None:
+            return Accepted(None, duplicate=True)
+        subject = await self._enrich(conn, event, data)
+        decisions = tuple(rules.evaluate(event.type, data))
+        await queries.insert_firings(
+            conn,
+            [
                 {
-                    "source": event.source,
-                    "delivery_id": event.id,
-                    "type": event.type,
-                    "subject": event.subject,
-                    "time": event.time,
-                    "data": event.data,
-                    "received_at": now,
+                    "event_id": event_id,
+                    "rule_id": d.rule_id,
                     "config_digest": rules.digest,
-                },
-            )
-            if event_id is None:
-                return Accepted(None, duplicate=True)
-            subject = await self._enrich(conn, event, data)
-            decisions = tuple(rules.evaluate(event.type, data))
-            await queries.insert_firings(
-                conn,
-                [
-                    {
-                        "event_id": event_id,
-                        "rule_id": d.rule_id,
-                        "config_digest": rules.digest,
-                        "matched": d.matched,
-                        "error": d.error,
-                        "created_at": now,
-                    }
-                    for d in decisions
-                ],
-            )
-            await self.sequencer.observe(conn, event.type, data, subject, now)
-            key = ordering_key(event, data)
-            time_zone = (data.get("candidate") or {}).get("time_zone")
-            rows = [
-                outbox_row(
-                    self.config,
-                    action_type=a.type,
-                    params=a.params,
-                    fields=a.fields,
-                    rule_id=d.rule_id,
-                    action_index=a.index,
-                    event_id=event_id,
-                    trigger=event.type,
-                    idempotency_key=f"{event.source}|{event.id}|{d.rule_id}|{a.index}",
-                    ordering_key=key,
-                    candidate_id=subject,
-                    now=now,
-                    time_zone=time_zone,
-                    send_window=None,
-                    event={"source": event.source, "id": event.id, "type": event.type},
-                )
+                    "matched": d.matched,
+                    "error": d.error,
+                    "created_at": now,
+                }
                 for d in decisions
-                if d.matched
-                for a in d.actions
-            ]
-            for row in rows:
-                await self.local.apply(conn, row, data, subject, now)
-            queued = await queries.insert_actions(conn, rows)
-            for decision in decisions:
-                if decision.error is not None:
-                    await queries.group_alert(
-                        conn,
-                        group_key=f"evaluation:{decision.rule_id}",
-                        kind="evaluation_error",
-                        reason=f"rule {decision.rule_id} failed on event "
-                        f"{event.source}/{event.id}: {decision.error}",
-                        candidate_id=subject,
-                        rule_id=decision.rule_id,
-                        action_type=None,
-                        now=now,
-                        window_start=now - self.alerts.group_window,
-                    )
+            ],
+        )
+        await self.sequencer.observe(conn, event.type, data, subject, now)
+        key = ordering_key(event, data)
+        time_zone = (data.get("candidate") or {}).get("time_zone")
+        rows = [
+            outbox_row(
+                self.config,
+                action_type=a.type,
+                params=a.params,
+                fields=a.fields,
+                rule_id=d.rule_id,
+                action_index=a.index,
+                event_id=event_id,
+                trigger=event.type,
+                idempotency_key=f"{event.source}|{event.id}|{d.rule_id}|{a.index}",
+                ordering_key=key,
+                candidate_id=subject,
+                now=now,
+                time_zone=time_zone,
+                send_window=None,
+                event={"source": event.source, "id": event.id, "type": event.type},
+            )
+            for d in decisions
+            if d.matched
+            for a in d.actions
+        ]
+        for row in rows:
+            await self.local.apply(conn, row, data, subject, now)
+        queued = await queries.insert_actions(conn, rows)
+        for decision in decisions:
+            if decision.error is not None:
+                await queries.group_alert(
+                    conn,
+                    group_key=f"evaluation:{decision.rule_id}",
+                    kind="evaluation_error",
+                    reason=f"rule {decision.rule_id} failed on event "
+                    f"{event.source}/{event.id}: {decision.error}",
+                    candidate_id=subject,
+                    rule_id=decision.rule_id,
+                    action_type=None,
+                    now=now,
+                    window_start=now - self.alerts.group_window,
+                )
         return Accepted(event_id, duplicate=False, decisions=decisions, queued=queued)
 
     async def _enrich(self, conn: Any, event: Event, data: dict[str, Any]) -> str | None:

@@ -67,6 +67,16 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class _Write:
+    job: Claimed
+    status: str  # done skipped deferred pending dead
+    attempts: int
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     action_id: int
     status: str  # done skipped pending dead
@@ -107,11 +117,11 @@ class Dispatcher:
             return []
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def run(job: Claimed) -> Outcome:
+        async def run(job: Claimed) -> _Write:
             async with gate:
                 return await self._run(job)
 
-        return list(await asyncio.gather(*(run(job) for job in claimed)))
+        return await self._record(list(await asyncio.gather(*(run(job) for job in claimed))))
 
     async def run_until_idle(self, max_batches: int = 10_000) -> list[Outcome]:
         """Run batches until nothing is due now (tests and the one-shot runner use this)."""
@@ -128,14 +138,15 @@ class Dispatcher:
     ) -> None:
         """The daemon's worker loop: runs batches, sleeps until woken or ``idle`` passes."""
         while not stop.is_set():
+            wake.clear()  # before claiming: a wake during the claim is not lost
             batch = await self.run_once()
             if batch:
                 continue
-            wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=idle)
 
-    async def _run(self, job: Claimed) -> Outcome:
+    async def _run(self, job: Claimed) -> _Write:
+        """Run one action; returns the outcome to record (recorded for the whole batch)."""
         handler = self.handlers.get(job.action_type)
         error: str
         retry_after: float | None = None
@@ -145,19 +156,15 @@ class Dispatcher:
                 raise ActionFailed(f"no handler for action type {job.action_type!r} in this build")
             result = await handler(job)
         except ActionSkipped as skipped:
-            return await self._finish(job, "skipped", error=skipped.reason)
-        except ActionDeferred as deferred:
-            async with self.store.transaction() as conn:
-                await queries.finish_action(
-                    conn,
-                    job.id,
-                    status="pending",
-                    now=self.clock.now(),
-                    attempts=job.attempts,
-                    next_attempt_at=deferred.until,
-                    error=f"deferred: {deferred.reason}",
-                )
-            return Outcome(job.id, "deferred", deferred.reason)
+            return _Write(job, "skipped", job.attempts + 1, error=skipped.reason)
+        except ActionDeferred as deferred:  # not an attempt: the guardrail said "later"
+            return _Write(
+                job,
+                "deferred",
+                job.attempts,
+                error=f"deferred: {deferred.reason}",
+                next_attempt_at=deferred.until,
+            )
         except ActionFailed as failed:
             error, permanent = str(failed), True
         except AdapterError as exc:
@@ -167,48 +174,35 @@ class Dispatcher:
         except Exception as exc:  # a bug in a handler: surface it, never loop on it
             error, permanent = f"{type(exc).__name__}: {exc}", True
         else:
-            return await self._finish(job, "done", result=result)
+            return _Write(job, "done", job.attempts + 1, result=result)
         attempts = job.attempts + 1
         if permanent or attempts >= self.retry.max_attempts:
             if not permanent:
                 error = f"retry budget spent after {attempts} attempts: {error}"
-            return await self._finish(job, "dead", error=error, attempts=attempts)
+            return _Write(job, "dead", attempts, error=error)
         due = self.clock.now() + self.retry.delay(attempts, retry_after, self.rng)
-        async with self.store.transaction() as conn:
-            await queries.finish_action(
-                conn,
-                job.id,
-                status="pending",
-                now=self.clock.now(),
-                attempts=attempts,
-                next_attempt_at=due,
-                error=error,
-            )
-        return Outcome(job.id, "pending", error)
+        return _Write(job, "pending", attempts, error=error, next_attempt_at=due)
 
-    async def _finish(
-        self,
-        job: Claimed,
-        status: str,
-        *,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-        attempts: int | None = None,
-    ) -> Outcome:
+    async def _record(self, writes: list[_Write]) -> list[Outcome]:
+        """One transaction for a batch's outcomes (a crash before it re-runs the batch, which
+        the idempotency keys make harmless); dead letters raise their alerts in it too."""
         now = self.clock.now()
         async with self.store.transaction() as conn:
-            await queries.finish_action(
-                conn,
-                job.id,
-                status=status,
-                now=now,
-                attempts=job.attempts + 1 if attempts is None else attempts,
-                error=error,
-                result=result,
-            )
-            if status == "dead":
-                await self._alert_dead(conn, job, error or "failed", now)
-        return Outcome(job.id, status, error)
+            for write in writes:
+                status = "pending" if write.status == "deferred" else write.status
+                await queries.finish_action(
+                    conn,
+                    write.job.id,
+                    status=status,
+                    now=now,
+                    attempts=write.attempts,
+                    next_attempt_at=write.next_attempt_at,
+                    error=write.error,
+                    result=write.result,
+                )
+                if write.status == "dead":
+                    await self._alert_dead(conn, write.job, write.error or "failed", now)
+        return [Outcome(w.job.id, w.status, w.error) for w in writes]
 
     async def _alert_dead(self, conn: Any, job: Claimed, error: str, now: Any) -> None:
         window = now - self.alerts.group_window

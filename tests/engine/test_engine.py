@@ -445,3 +445,31 @@ async def test_alert_delivery_is_retried_when_slack_fails(
         clock.advance(timedelta(minutes=5))
         assert await runtime.alerts.deliver_due() >= 1
     assert any("dead letter" in m["text"] for m in slack[0].messages)
+
+
+async def test_events_accepted_together_commit_together_and_a_bad_one_fails_alone(
+    runtime_for: Callable[..., Runtime], store: Store
+) -> None:
+    runtime = runtime_for()
+    broken = application("d-bad", "c9", "x@example.com")
+    broken = broken.model_copy(
+        update={
+            "data": {
+                **broken.data,
+                "application": {"id": "a9", "status": "active", "stage": "not-an-object"},
+            }
+        }
+    )
+    async with asyncio.timeout(TIMEOUT):
+        results = await asyncio.gather(
+            runtime.intake.accept(application("d1", "c1", "maya@example.com")),
+            runtime.intake.accept(broken),
+            runtime.intake.accept(application("d2", "c2", "jonas@example.com")),
+            return_exceptions=True,
+        )
+        async with store.read() as conn:
+            stored = await queries.event_by_delivery(conn, "ats/greenhouse", "d-bad")
+            good = await queries.event_by_delivery(conn, "ats/greenhouse", "d2")
+    assert isinstance(results[1], AttributeError)
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+    assert stored is None and good is not None  # the bad event left nothing behind

@@ -1,0 +1,76 @@
+"""The timekeeper registers its jobs with APScheduler and each job does one bounded tick."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from engine.clock import ManualClock
+from engine.config.load import ConfigSet
+from engine.runtime import Runtime
+from engine.scheduler import Timekeeper
+from engine.store.store import Store
+from engine.testing import Recorder
+
+CONFIG = """\
+version: 1
+rules:
+  - id: enrol
+    description: enrol every applicant
+    trigger: ats.application.created
+    actions:
+      - action: sequence.enroll
+        params: {sequence: s}
+sequences:
+  - id: s
+    description: one reminder note
+    category: transactional
+    steps:
+      - id: note
+        at: 1h
+        do:
+          action: ats.add_note
+          params: {body: "hello"}
+          fields: {candidate_id: candidate.id}
+"""
+
+
+async def test_jobs_are_registered_at_one_second_and_a_tick_fires_due_steps(
+    store: Store, clock: ManualClock, make_config: Callable[[str], ConfigSet]
+) -> None:
+    recorder = Recorder(clock)
+    runtime = Runtime.build(
+        store, make_config(CONFIG), clock, recorder, ats=recorder, notifier=recorder, step_batch=10
+    )
+    keeper = Timekeeper(runtime)
+    async with asyncio.timeout(10):
+        keeper.start()
+        try:
+            jobs = {job.id: job for job in keeper.scheduler.get_jobs()}
+            assert jobs["fire-steps"].trigger.interval.total_seconds() == 1.0
+            assert jobs["fire-steps"].max_instances == 1 and jobs["fire-steps"].coalesce
+            for n in range(25):
+                await runtime.intake.accept(_application(n))
+            assert await keeper.fire_steps() == 0  # nothing due yet
+            clock.advance(__import__("datetime").timedelta(hours=2))
+            assert await keeper.fire_steps() == 10  # one batch per tick: a backlog spreads
+            assert await keeper.fire_steps() == 10
+            assert await keeper.fire_steps() == 5
+        finally:
+            keeper.shutdown()
+
+
+def _application(n: int):
+    from engine.events import Event
+
+    return Event(
+        id=f"d{n}",
+        source="ats/test",
+        type="ats.application.created",
+        time="2026-03-02T09:00:00Z",
+        subject=f"c{n}",
+        data={
+            "candidate": {"id": f"c{n}", "email": f"p{n}@example.com"},
+            "application": {"id": f"a{n}", "status": "active"},
+        },
+    )
