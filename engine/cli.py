@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 errors found, 2 usage or unreadable input, 3 warnings only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -13,8 +14,11 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.cli_ops import register as register_operations
-from engine.config.load import LoadResult, load_config
+from engine.config.diagnostics import Diagnostic
+from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.schema import config_file_schema, render, write_schema_files
+from engine.live_edits import live_edit_warnings
+from engine.store.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
@@ -69,6 +73,11 @@ def _exit_code(result: LoadResult) -> int:
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     paths = [Path(p) for p in args.paths] or [Path("rules"), Path("sequences")]
     result = load_config(paths, daemon_path=args.config)
+    if args.store and result.config is not None:
+        edits = asyncio.run(_live_edit_warnings(args.store, result.config))
+        result.diagnostics.extend(
+            Diagnostic(str(args.store), 1, 1, "", text, severity="warning") for text in edits
+        )
     if not result.files and not result.unreadable:
         sys.stderr.write(f"nurture validate: no .yaml files under {' '.join(map(str, paths))}\n")
         return EXIT_USAGE
@@ -104,6 +113,14 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     return _exit_code(result)
 
 
+async def _live_edit_warnings(url: str, config: ConfigSet) -> list[str]:
+    store = await Store.open(url)
+    try:
+        return await live_edit_warnings(store, config)
+    finally:
+        await store.close()
+
+
 def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
     if args.out is None:
         out.write(render(config_file_schema()))
@@ -136,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json", "github"),
         default="text",
         help="github prints workflow annotations for pull requests",
+    )
+    validate.add_argument(
+        "--store",
+        metavar="URL",
+        help="also warn about enrolled candidates a sequence edit affects (the daemon's store)",
     )
     validate.set_defaults(handler=cmd_validate)
 
