@@ -153,7 +153,7 @@ async def _finish(runtime: Any, store: Store, clock: SystemClock, wait: float) -
         async with store.read() as conn:
             counts = await queries.status_counts(conn)
             due = await queries.next_due_at(conn)
-        waiting = counts.get("pending", 0) + counts.get("running", 0)
+        waiting = sum(counts.get(s, 0) for s in ("pending", "running", "deferred"))
         if waiting == 0 or clock.now() >= deadline:
             return waiting
         if counts.get("running", 0) == 0 and due is not None and due > deadline:

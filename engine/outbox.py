@@ -189,11 +189,10 @@ class Dispatcher:
         now = self.clock.now()
         async with self.store.transaction() as conn:
             for write in writes:
-                status = "pending" if write.status == "deferred" else write.status
                 await queries.finish_action(
                     conn,
                     write.job.id,
-                    status=status,
+                    status=write.status,
                     now=now,
                     attempts=write.attempts,
                     next_attempt_at=write.next_attempt_at,

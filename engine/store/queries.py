@@ -27,6 +27,9 @@ from engine.store.tables import (
 )
 
 ACTIVE = ("pending", "running")
+"""Statuses that hold back a person's later actions. A "deferred" action (a guardrail said
+"not now": quiet hours, the frequency cap) waits for its time without blocking the rest."""
+CLAIMABLE = ("pending", "deferred")
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
@@ -178,7 +181,7 @@ async def claim_actions(
     candidates = (
         select(outbox.c.id)
         .where(
-            outbox.c.status == "pending",
+            outbox.c.status.in_(CLAIMABLE),
             outbox.c.next_attempt_at <= now,
             ~blocked,
             ~paused,
@@ -193,7 +196,7 @@ async def claim_actions(
         return []
     statement = (
         update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status == "pending")
+        .where(outbox.c.id.in_(ids), outbox.c.status.in_(CLAIMABLE))
         .values(status="running", lease_until=lease_until)
         .returning(
             outbox.c.id,
@@ -229,7 +232,7 @@ async def finish_action(
         "lease_until": None,
         "last_error": error,
     }
-    if status == "pending":
+    if status in CLAIMABLE:
         assert next_attempt_at is not None
         values["next_attempt_at"] = next_attempt_at
     else:
@@ -239,7 +242,7 @@ async def finish_action(
 
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:
-    query = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "pending")
+    query = select(func.min(outbox.c.next_attempt_at)).where(outbox.c.status.in_(CLAIMABLE))
     value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
     return value
 

@@ -473,3 +473,59 @@ async def test_events_accepted_together_commit_together_and_a_bad_one_fails_alon
     assert isinstance(results[1], AttributeError)
     assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
     assert stored is None and good is not None  # the bad event left nothing behind
+
+
+DEFERRAL_CONFIG = """\
+version: 1
+rules:
+  - id: nurture-email
+    description: a nurture email (held by quiet hours at night)
+    trigger: ats.application.created
+    actions:
+      - action: crm.send_email
+        params: {template: newsletter}
+        fields: {to: candidate.email, first_name: candidate.first_name}
+  - id: stage-tag
+    description: a contact update queued after it
+    trigger: ats.application.stage_changed
+    actions:
+      - action: crm.update_contact
+        fields: {email: candidate.email, recruiting_stage: application.stage.name}
+templates:
+  - id: newsletter
+    subject: "News for {first_name}"
+    crm_email_id: "200"
+    variables: [first_name]
+"""
+
+
+async def test_a_deferred_email_does_not_hold_back_the_persons_other_actions(
+    store: Store,
+    clock: ManualClock,
+    crm: HubSpotClient,
+    alert_target: SlackWebhook,
+    make_config: Callable[[str], ConfigSet],
+    hubspot: tuple[HubSpotSimulator, str],
+) -> None:
+    """Quiet hours defer a nurture email; the contact update queued after it still runs."""
+    clock.set(clock.now().replace(hour=22))  # 22:00 UTC: inside the default quiet hours
+    runtime = Runtime.build(
+        store, make_config(DEFERRAL_CONFIG), clock, crm, [alert_target], rng=random.Random(1)
+    )
+    async with asyncio.timeout(TIMEOUT):
+        await crm.create_contact({"email": "maya@example.com"})
+        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        await runtime.intake.accept(
+            application(
+                "d2", "c1", "maya@example.com", stage="Interview Scheduled", kind="stage_changed"
+            )
+        )
+        outcomes = await runtime.dispatcher.run_until_idle()
+        assert sorted(o.status for o in outcomes) == ["deferred", "done"]
+        assert hubspot[0].stats()["sends"] == 0
+        contact = next(iter(hubspot[0].state.contacts.values()))
+        assert contact["recruiting_stage"] == "Interview Scheduled"
+        clock.set(clock.now().replace(hour=8, minute=0) + timedelta(days=1))
+        later = await runtime.dispatcher.run_until_idle()
+    assert [o.status for o in later] == ["done"]  # sent when quiet hours end, not dropped
+    assert hubspot[0].stats()["sends"] == 1
