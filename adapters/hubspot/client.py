@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from adapters.http import request_json
+from adapters.ratelimit import WindowLimiter
 from engine import AdapterError
 from engine.errors import ContactExists
 
@@ -32,15 +33,23 @@ class HubSpotClient:
     """One HubSpot portal, authenticated with a private-app token."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, token: str, timeout: float = 10.0
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        timeout: float = 10.0,
+        limiter: WindowLimiter | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._list_ids: dict[str, str] = {}
+        self.limiter = limiter  # the portal's 10-second limit, shared by every caller
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        if self.limiter is not None:
+            await self.limiter.acquire()
         return await request_json(
             self.session,
             method,
