@@ -50,9 +50,11 @@ async def request_json(
     vendor: str,
     ok: tuple[int, ...] = (200, 201, 204),
     timeout: float = 10.0,
+    raw: bool = False,
     **kwargs: Any,
 ) -> tuple[int, Any]:
-    """Make one request; returns (status, parsed JSON or None) or raises an AdapterError."""
+    """Make one request; returns (status, parsed JSON or None; the body bytes when ``raw``)
+    or raises an AdapterError."""
     try:
         async with session.request(
             method, url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs
@@ -71,7 +73,7 @@ async def request_json(
     except ValueError:
         body = None
     if status in ok:
-        return status, body
+        return status, text.encode() if raw else body
     message = _excerpt(text)
     correlation = None
     if isinstance(body, dict):

@@ -38,6 +38,7 @@ def outbox_row(
     time_zone: str | None,
     send_window: dict[str, Any] | None,
     event: dict[str, Any],
+    enrollment_id: int | None = None,
 ) -> dict[str, Any]:
     """One outbox row; a candidate email carries its touch category and guardrail inputs."""
     category = None
@@ -64,6 +65,7 @@ def outbox_row(
         "next_attempt_at": now,
         "created_at": now,
         "touch_category": category,
+        "enrollment_id": enrollment_id,
     }
 
 

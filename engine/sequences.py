@@ -26,7 +26,13 @@ from engine.evaluate import Evaluator, compile_expression, truthy
 from engine.expressions import parse_timestamp
 from engine.identity import normalise_email
 from engine.store.queries import _insert
-from engine.store.tables import candidate_snapshots, enrollment_steps, enrollments, jobs
+from engine.store.tables import (
+    candidate_snapshots,
+    enrollment_steps,
+    enrollments,
+    jobs,
+    outbox,
+)
 
 
 @dataclass(frozen=True)
@@ -208,14 +214,18 @@ class Sequencer:
         exclusive = sequence.category == "nurture" and not sequence.allow_concurrent
         if exclusive:
             other = (
-                await conn.execute(
-                    select(enrollments.c.sequence_id).where(
-                        enrollments.c.candidate_id == candidate_id,
-                        enrollments.c.status == "active",
-                        enrollments.c.exclusive.is_(True),
+                (
+                    await conn.execute(
+                        select(enrollments.c.sequence_id).where(
+                            enrollments.c.candidate_id == candidate_id,
+                            enrollments.c.status == "active",
+                            enrollments.c.exclusive.is_(True),
+                        )
                     )
                 )
-            ).scalar_one_or_none()
+                .scalars()
+                .first()
+            )
             if other is not None:
                 return f"not enrolled: nurture sequence {other!r} is active"
         result = await conn.execute(
@@ -346,4 +356,13 @@ class Sequencer:
                 enrollment_steps.c.status == "pending",
             )
             .values(status="cancelled", reason=reason)
+        )
+        # a step that fired but whose email a guardrail is holding must not go out either
+        await conn.execute(
+            update(outbox)
+            .where(
+                outbox.c.enrollment_id == enrollment_id,
+                outbox.c.status.in_(("pending", "deferred")),
+            )
+            .values(status="skipped", last_error=f"enrolment ended: {reason}", finished_at=now)
         )

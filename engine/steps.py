@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from jmespath.exceptions import JMESPathError
-from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -113,7 +111,9 @@ class StepRunner:
         enrollment = (
             (
                 await conn.execute(
-                    select(enrollments).where(enrollments.c.id == row["enrollment_id"])
+                    _locked(
+                        conn, select(enrollments).where(enrollments.c.id == row["enrollment_id"])
+                    )
                 )
             )
             .mappings()
@@ -152,7 +152,7 @@ class StepRunner:
                 if action is not None
                 else {}
             )
-        except (JMESPathError, ValidationError, TypeError, ValueError) as exc:
+        except Exception as exc:  # any failure of this step's data fails this step only
             reason = f"evaluation failed: {type(exc).__name__}: {exc}"
             outcome = await self._set(conn, row, "failed", reason, now)
             await queries.group_alert(
@@ -189,6 +189,7 @@ class StepRunner:
                 time_zone=candidate.get("time_zone"),
                 send_window=_window(step, sequence),
                 event={"source": "sequence", "id": f"{enrollment['id']}", "type": "step"},
+                enrollment_id=int(enrollment["id"]),
             )
             await self.local.apply(conn, queued, context, enrollment["candidate_id"], now)
             await queries.insert_actions(conn, [queued])
@@ -292,6 +293,12 @@ class StepRunner:
             "occurrence": int(row["occurrence"]),
         }
         return StepContext.model_validate(context).model_dump(mode="json")
+
+
+def _locked(conn: AsyncConnection, query: Any) -> Any:
+    """Firings of one enrolment take turns on PostgreSQL, so the last one sees the others and
+    completes the enrolment (two runners firing its last two steps both saw one pending)."""
+    return query.with_for_update() if conn.dialect.name == "postgresql" else query
 
 
 def _params(action: ActionBase) -> dict[str, Any]:

@@ -55,6 +55,8 @@ class HubSpotState:
     requests: int = 0
     faults: list[Fault] = field(default_factory=list)
     rejected_emails: set[str] = field(default_factory=set)
+    email_events: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
 class HubSpotSimulator:
@@ -103,6 +105,8 @@ class HubSpotSimulator:
         r.add_get("/crm/v3/lists/object-type-id/{type}/name/{name}", self._list_by_name)
         r.add_put("/crm/v3/lists/{id}/memberships/add", self._list_add)
         r.add_post("/marketing/v3/transactional/single-email/send", self._send)
+        r.add_get("/email/public/v1/events", self._email_events)
+        r.add_get("/email/public/v1/subscriptions/timeline", self._timeline)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
         r.add_post("/_faults", self._add_fault)
@@ -234,6 +238,61 @@ class HubSpotSimulator:
         return web.json_response(
             {"statusId": str(uuid.uuid4()), "status": "PENDING", "sendResult": "QUEUED"}
         )
+
+    # -- engagement (polled: HubSpot pushes no email events) -------------------------------
+    def add_email_event(
+        self, kind: str, recipient: str, created_ms: int, url: str | None = None
+    ) -> None:
+        event: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "created": created_ms,
+            "type": kind,
+            "recipient": recipient,
+            "portalId": 44001234,
+            "sentBy": {"id": str(uuid.uuid4()), "created": created_ms - 1000},
+        }
+        if url is not None:
+            event["url"] = url
+        self.state.email_events.append(event)
+
+    def add_unsubscribe(self, recipient: str, created_ms: int) -> None:
+        self.state.timeline.append(
+            {
+                "timestamp": created_ms,
+                "portalId": 44001234,
+                "recipient": recipient,
+                "changes": [
+                    {
+                        "change": "UNSUBSCRIBED",
+                        "source": "SOURCE_RECIPIENT",
+                        "portalId": 44001234,
+                        "subscriptionId": 7,
+                        "changeType": "SUBSCRIPTION_STATUS",
+                        "causedByEvent": {"id": str(uuid.uuid4()), "created": created_ms},
+                    }
+                ],
+            }
+        )
+
+    @staticmethod
+    def _page(
+        items: list[dict[str, Any]], request: web.Request, key: str, stamp: str
+    ) -> web.Response:
+        since = int(request.query.get("startTimestamp", "0"))
+        limit = min(int(request.query.get("limit", "100")), 1000)
+        start = int(request.query.get("offset") or 0)
+        matching = sorted((i for i in items if i[stamp] >= since), key=lambda i: i[stamp])
+        page = matching[start : start + limit]
+        more = start + limit < len(matching)
+        return web.json_response(
+            {key: page, "hasMore": more, "offset": str(start + limit) if more else None}
+        )
+
+    async def _email_events(self, request: web.Request) -> web.Response:
+        return self._page(self.state.email_events, request, "events", "created")
+
+    async def _timeline(self, request: web.Request) -> web.Response:
+        return self._page(self.state.timeline, request, "timeline", "timestamp")
 
     # -- harness routes -------------------------------------------------------------------
     async def _reset(self, _request: web.Request) -> web.Response:

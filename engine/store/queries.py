@@ -22,6 +22,7 @@ from engine.store.tables import (
     inbox,
     outbox,
     pauses,
+    poll_cursors,
     rule_firings,
     suppressions,
 )
@@ -257,7 +258,7 @@ async def touches_since(
             outbox.c.ordering_key == ordering_key,
             outbox.c.touch_category == "nurture",
             outbox.c.status == "done",
-            outbox.c.finished_at >= since,
+            outbox.c.finished_at > since,  # at exactly since + per the oldest has aged out
         )
         .order_by(outbox.c.finished_at)
     )
@@ -443,3 +444,18 @@ async def mark_alert(
 
 async def all_alerts(conn: AsyncConnection) -> list[Any]:
     return list((await conn.execute(select(alerts).order_by(alerts.c.id))).mappings().all())
+
+
+# -- poller cursors ----------------------------------------------------------------------------
+
+
+async def get_cursor(conn: AsyncConnection, name: str) -> str | None:
+    query = select(poll_cursors.c.value).where(poll_cursors.c.name == name)
+    value: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return value
+
+
+async def set_cursor(conn: AsyncConnection, name: str, value: str, now: datetime) -> None:
+    values = {"value": value, "updated_at": now}
+    statement = _insert(conn, poll_cursors).values(name=name, **values)
+    await conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))

@@ -103,6 +103,7 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("touch_category", String(20)),  # nurture / transactional for candidate emails
+    Column("enrollment_id", Id, index=True),  # set for sequence steps: an exit skips them
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_order", "ordering_key", "id"),
 )
@@ -218,5 +219,13 @@ jobs = Table(
     Column("job", JSON, nullable=False),
     Column("status", String(20)),
     Column("department", String(300)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+poll_cursors = Table(
+    "poll_cursors",
+    metadata,
+    Column("name", String(100), primary_key=True),  # e.g. hubspot:email-events
+    Column("value", String(400), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
