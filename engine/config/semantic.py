@@ -237,20 +237,29 @@ class SemanticChecker:
                     offset=match.start(),
                 )
 
-    def _send_email(self, document: Document, pointer: str, action: SendEmail) -> None:
-        template_id = action.params.template
-        template = self.template_by_id.get(template_id)
-        if template is None and template_id in self.invalid_ids:
-            return
-        if template is None:
+    def _resolve(
+        self, document: Document, pointer: str, noun: str, ident: str, known: dict[str, Located[T]]
+    ) -> Located[T] | None:
+        """The declared item, or None after reporting an unknown id (unless it exists but is
+        itself invalid: that file already has its error, and one mistake is one error)."""
+        found = known.get(ident)
+        if found is None and ident not in self.invalid_ids:
             self.out.report(
                 document,
-                f"{pointer}/params/template",
-                f"unknown template {template_id!r}",
-                expected=one_of(self.template_by_id) if self.template_by_id else "a template id",
-                hint=did_you_mean(template_id, self.template_by_id)
-                or "templates are declared under 'templates:' in a config file",
+                pointer,
+                f"unknown {noun} {ident!r}",
+                expected=one_of(known) if known else f"a {noun} id",
+                hint=did_you_mean(ident, known)
+                or f"{noun}s are declared under '{noun}s:' in a config file",
             )
+        return found
+
+    def _send_email(self, document: Document, pointer: str, action: SendEmail) -> None:
+        template_id = action.params.template
+        template = self._resolve(
+            document, f"{pointer}/params/template", "template", template_id, self.template_by_id
+        )
+        if template is None:
             return
         self.used_templates.add(template_id)
         for variable in template.item.variables:
@@ -281,18 +290,10 @@ class SemanticChecker:
         sequence_id = action.params.sequence
         if sequence_id == "*":
             return
-        sequence = self.sequence_by_id.get(sequence_id)
-        if sequence is None and sequence_id in self.invalid_ids:
-            return
+        sequence = self._resolve(
+            document, f"{pointer}/params/sequence", "sequence", sequence_id, self.sequence_by_id
+        )
         if sequence is None:
-            self.out.report(
-                document,
-                f"{pointer}/params/sequence",
-                f"unknown sequence {sequence_id!r}",
-                expected=one_of(self.sequence_by_id) if self.sequence_by_id else "a sequence id",
-                hint=did_you_mean(sequence_id, self.sequence_by_id)
-                or "sequences are declared under 'sequences:' in a config file",
-            )
             return
         if isinstance(action, Enroll) and action.params.start_at_step is not None:
             steps = [step.id for step in sequence.item.steps]
