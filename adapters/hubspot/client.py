@@ -74,6 +74,14 @@ class HubSpotClient:
         results = (found or {}).get("results") or []
         return str(results[0]["id"]) if results else None
 
+    async def contact_email(self, contact_id: str) -> str | None:
+        """The address of a contact known by id (HubSpot webhooks name contacts by id only)."""
+        _, found = await self._call(
+            "GET", f"/crm/v3/objects/contacts/{quote(contact_id)}?properties=email"
+        )
+        email = ((found or {}).get("properties") or {}).get("email")
+        return str(email) if email else None
+
     async def create_contact(self, properties: dict[str, str]) -> str:
         try:
             _, created = await self._call(

@@ -1,0 +1,105 @@
+"""Inbound webhook sources for the daemon: verify the signature, then normalise.
+
+Each source turns a delivery into canonical events or a refusal the server answers with:
+401 for a missing, wrong or stale signature (the reason, never the secret); 400 for a body that
+is not the vendor's shape (naming the field); 202 for a known event nurture does not map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from adapters.ashby.webhooks import parse_webhook as parse_ashby
+from adapters.greenhouse.webhooks import parse_webhook as parse_greenhouse
+from adapters.hubspot.webhooks import parse_webhook as parse_hubspot
+from adapters.normalise import Ignored, PayloadError, WebhookOutcome
+from adapters.signatures import (
+    AshbyVerifier,
+    GreenhouseVerifier,
+    HubSpotVerifier,
+    InboundRequest,
+    SignatureError,
+    SignatureVerifier,
+)
+from engine import Event
+from engine.server import InputRejected, Received
+
+Parser = Callable[[Mapping[str, str], bytes], WebhookOutcome]
+LookupEmail = Callable[[str], Awaitable[str | None]]
+
+
+class VerifiedSource:
+    """A vendor whose deliveries are complete once verified (Greenhouse, Ashby)."""
+
+    def __init__(self, name: str, verifier: SignatureVerifier, parser: Parser) -> None:
+        self.name = name
+        self.verifier = verifier
+        self.parser = parser
+
+    def _verify(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        try:
+            self.verifier.verify(InboundRequest(headers=headers, body=body, method=method, url=url))
+        except SignatureError as exc:
+            raise InputRejected(
+                401, f"signature_{exc.reason}", f"{exc.detail} ({exc.field or 'signature'})"
+            ) from None
+
+    def _parse(self, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
+        try:
+            return self.parser(headers, body)
+        except PayloadError as exc:
+            raise InputRejected(400, "bad_payload", str(exc)) from None
+
+    async def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Received:
+        self._verify(method, url, headers, body)
+        outcome = self._parse(headers, body)
+        if isinstance(outcome, Ignored):
+            return Received(ignored=outcome.reason)
+        return Received(
+            events=tuple(outcome.events),
+            ignored="; ".join(i.reason for i in outcome.ignored) or None,
+        )
+
+
+class HubSpotSource(VerifiedSource):
+    """HubSpot names contacts by id only; an unsubscribe needs the address, so look it up."""
+
+    def __init__(self, verifier: SignatureVerifier, lookup_email: LookupEmail) -> None:
+        super().__init__("hubspot", verifier, parse_hubspot)
+        self.lookup_email = lookup_email
+
+    async def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Received:
+        self._verify(method, url, headers, body)
+        outcome = self._parse(headers, body)
+        if isinstance(outcome, Ignored):
+            return Received(ignored=outcome.reason)
+        events: list[Event] = list(outcome.events)
+        for lookup in outcome.lookups:
+            email = await self.lookup_email(lookup.contact_id)
+            if email:
+                events.append(lookup.complete(email))
+        return Received(
+            events=tuple(events), ignored="; ".join(i.reason for i in outcome.ignored) or None
+        )
+
+
+def greenhouse(secrets: Sequence[str]) -> VerifiedSource:
+    return VerifiedSource(
+        "greenhouse",
+        GreenhouseVerifier(secrets),
+        lambda headers, body: parse_greenhouse(headers, body),
+    )
+
+
+def ashby(secrets: Sequence[str]) -> VerifiedSource:
+    return VerifiedSource(
+        "ashby", AshbyVerifier(secrets), lambda headers, body: parse_ashby(headers, body)
+    )
+
+
+def hubspot(secrets: Sequence[str], lookup_email: LookupEmail) -> HubSpotSource:
+    return HubSpotSource(HubSpotVerifier(secrets), lookup_email)

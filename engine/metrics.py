@@ -1,0 +1,71 @@
+"""Prometheus metrics without a dependency: counters, gauges and one latency histogram.
+
+Rendered in the text exposition format (version 0.0.4) at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable
+
+Labels = tuple[tuple[str, str], ...]
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    body = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in labels
+    )
+    return "{" + body + "}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._help: dict[str, tuple[str, str]] = {}
+        self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
+        self._histograms: dict[str, dict[Labels, list[float]]] = defaultdict(dict)
+
+    def declare(self, name: str, kind: str, text: str) -> None:
+        self._help[name] = (kind, text)
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        self._values[name][key] = self._values[name].get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self._values[name][tuple(sorted(labels.items()))] = value
+
+    def observe(self, name: str, seconds: float, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        counts = self._histograms[name].setdefault(key, [0.0] * (len(LATENCY_BUCKETS) + 2))
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        counts[-1] += seconds  # the sum rides in the last slot
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._values[name].get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for name in sorted(set(self._help) | set(self._values) | set(self._histograms)):
+            kind, text = self._help.get(name, ("untyped", name))
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            for labels, value in sorted(self._values.get(name, {}).items()):
+                lines.append(f"{name}{_labels(labels)} {value:g}")
+            for labels, counts in sorted(self._histograms.get(name, {}).items()):
+                lines += _histogram(name, labels, counts)
+        return "\n".join(lines) + "\n"
+
+
+def _histogram(name: str, labels: Labels, counts: list[float]) -> Iterable[str]:
+    running = 0.0
+    for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
+        running += count
+        yield f"{name}_bucket{_labels((*labels, ('le', f'{bound:g}')))} {running:g}"
+    running += counts[len(LATENCY_BUCKETS)]
+    yield f"{name}_bucket{_labels((*labels, ('le', '+Inf')))} {running:g}"
+    yield f"{name}_sum{_labels(labels)} {counts[-1]:g}"
+    yield f"{name}_count{_labels(labels)} {running:g}"

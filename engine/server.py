@@ -1,0 +1,312 @@
+"""The daemon's HTTP face: webhooks in, operations endpoints, one-click links.
+
+``POST /webhooks/{source}`` answers 2xx only after every event of the delivery is committed;
+bad input gets 400/401/404/413 with ``{"error": ..., "detail": ...}``, and a store that cannot
+commit (or a shutdown in progress) gets 503, so the vendor retries and nothing is lost.
+``/healthz`` (alive), ``/readyz`` (store reachable, config loaded, claimer running),
+``/metrics`` (Prometheus), ``/admin/*`` (bearer token), ``GET /l/{token}`` (signed links).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from engine.clock import Clock
+from engine.errors import StoreError
+from engine.events import Event
+from engine.intake import Intake
+from engine.links import LinkRefused, LinkSigner
+from engine.metrics import Metrics
+from engine.store import queries
+from engine.store.store import Store
+
+log = logging.getLogger("nurture.server")
+STORE_DOWN = (StoreError, OperationalError, DBAPIError, OSError, ConnectionError)
+
+
+class InputRejected(Exception):
+    """A delivery we refuse: its HTTP status, a short error code and a detail for the sender."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+@dataclass(frozen=True)
+class Received:
+    events: tuple[Event, ...] = ()
+    ignored: str | None = None  # why a known-but-unmapped delivery was left out
+
+
+class WebhookSource(Protocol):
+    """One inbound vendor: verifies and normalises a delivery (adapters implement it)."""
+
+    name: str
+
+    async def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Received: ...
+
+
+def _error(status: int, error: str, detail: str) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status)
+
+
+@dataclass
+class ServerState:
+    accepting: bool = True
+    config_loaded: bool = True
+    claimer_running: Callable[[], bool] = lambda: True
+    last_reload_ok: bool = True
+    last_reload_at: float = field(default_factory=time.time)
+
+
+class WebhookServer:
+    def __init__(
+        self,
+        intake: Callable[[], Intake],
+        store: Store,
+        sources: Mapping[str, WebhookSource],
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        max_body: int = 1_048_576,
+        admin_token: str | None = None,
+        links: LinkSigner | None = None,
+        state: ServerState | None = None,
+    ) -> None:
+        self.intake = intake
+        self.store = store
+        self.sources = sources
+        self.clock = clock
+        self.metrics = metrics
+        self.max_body = max_body
+        self.admin_token = admin_token
+        self.links = links
+        self.state = state or ServerState()
+        metrics.declare("nurture_webhooks_total", "counter", "webhook deliveries by outcome")
+        metrics.declare("nurture_events_total", "counter", "events accepted by source and type")
+        metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body + 1)
+        r = app.router
+        r.add_post("/webhooks/{source}", self._webhook)
+        r.add_get("/healthz", self._healthz)
+        r.add_get("/readyz", self._readyz)
+        r.add_get("/metrics", self._metrics)
+        r.add_get("/l/{token}", self._link)
+        r.add_get("/admin/status", self._admin(self._status))
+        r.add_post("/admin/pause", self._admin(self._pause))
+        r.add_post("/admin/resume", self._admin(self._resume))
+        r.add_post("/admin/dlq/replay", self._admin(self._replay))
+        return app
+
+    # -- webhooks ---------------------------------------------------------------------------
+    async def _webhook(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        name = request.match_info["source"]
+        response = await self._handle(request, name)
+        self.metrics.inc("nurture_webhooks_total", source=name, status=str(response.status))
+        self.metrics.observe("nurture_webhook_seconds", time.perf_counter() - started, source=name)
+        return response
+
+    async def _handle(self, request: web.Request, name: str) -> web.Response:
+        if not self.state.accepting:
+            return _error(503, "shutting_down", "not accepting webhooks; retry later")
+        source = self.sources.get(name)
+        if source is None:
+            return _error(
+                404,
+                "unknown_source",
+                f"no webhook source {name!r}; known: " + ", ".join(sorted(self.sources)),
+            )
+        if request.content_length is not None and request.content_length > self.max_body:
+            return _error(413, "too_large", f"body over {self.max_body} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", f"body over {self.max_body} bytes")
+        if len(body) > self.max_body:
+            return _error(413, "too_large", f"body over {self.max_body} bytes")
+        try:
+            received = await source.receive(request.method, str(request.url), request.headers, body)
+        except InputRejected as rejected:
+            log.info(
+                json_line(
+                    decision="rejected", source=name, status=rejected.status, error=rejected.error
+                )
+            )
+            return _error(rejected.status, rejected.error, rejected.detail)
+        if received.ignored is not None and not received.events:
+            log.debug(json_line(decision="ignored", source=name, reason=received.ignored))
+            return web.json_response({"status": "ignored", "reason": received.ignored}, status=202)
+        accepted = duplicates = 0
+        try:
+            intake = self.intake()
+            for event in received.events:
+                outcome = await intake.accept(event)
+                duplicates += outcome.duplicate
+                accepted += not outcome.duplicate
+                if not outcome.duplicate:
+                    self.metrics.inc("nurture_events_total", source=event.source, type=event.type)
+                    log.info(
+                        json_line(
+                            decision="accepted",
+                            event_id=event.id,
+                            source=event.source,
+                            type=event.type,
+                            queued=outcome.queued,
+                        )
+                    )
+        except STORE_DOWN as exc:
+            log.error(
+                json_line(decision="store_unavailable", source=name, error=type(exc).__name__)
+            )
+            return _error(503, "store_unavailable", "the event could not be stored; retry later")
+        return web.json_response({"accepted": accepted, "duplicates": duplicates})
+
+    # -- operations -------------------------------------------------------------------------
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        checks = {
+            "store": await self.store.ping(),
+            "config": self.state.config_loaded,
+            "claimer": self.state.claimer_running(),
+            "accepting": self.state.accepting,
+        }
+        return web.json_response(
+            {"ready": all(checks.values()), "checks": checks},
+            status=200 if all(checks.values()) else 503,
+        )
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        self.metrics.set("nurture_last_reload_success", float(self.state.last_reload_ok))
+        self.metrics.set("nurture_last_reload_timestamp_seconds", self.state.last_reload_at)
+        try:
+            async with self.store.read() as conn:
+                for status, count in (await queries.status_counts(conn)).items():
+                    self.metrics.set("nurture_actions", count, status=status)
+        except STORE_DOWN:
+            pass  # metrics must answer even when the store does not
+        return web.Response(
+            text=self.metrics.render(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Version": "0.0.4"},
+        )
+
+    def _admin(
+        self, handler: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def guarded(request: web.Request) -> web.Response:
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {self.admin_token}" if self.admin_token else None
+            if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+                return _error(401, "unauthorized", "admin endpoints need the bearer token")
+            return await handler(request)
+
+        return guarded
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        async with self.store.read() as conn:
+            counts = await queries.status_counts(conn)
+            paused = await queries.paused_scopes(conn)
+        return web.json_response(
+            {"actions": counts, "paused": paused, "accepting": self.state.accepting}
+        )
+
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        return body if isinstance(body, dict) else {}
+
+    async def _pause(self, request: web.Request) -> web.Response:
+        scope = str((await self._json(request)).get("rule") or "*")
+        async with self.store.transaction() as conn:
+            await queries.pause(conn, scope, self.clock.now())
+            paused = await queries.paused_scopes(conn)
+        return web.json_response({"paused": paused})
+
+    async def _resume(self, request: web.Request) -> web.Response:
+        scope = str((await self._json(request)).get("rule") or "*")
+        async with self.store.transaction() as conn:
+            await queries.resume(conn, scope)
+            paused = await queries.paused_scopes(conn)
+        return web.json_response({"paused": paused})
+
+    async def _replay(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not body.get("all") and not isinstance(body.get("id"), int):
+            return _error(400, "bad_request", 'give {"id": <dead letter id>} or {"all": true}')
+        async with self.store.transaction() as conn:
+            count = await queries.replay(
+                conn, self.clock.now(), None if body.get("all") else int(body["id"])
+            )
+        return web.json_response({"replayed": count})
+
+    # -- one-click links --------------------------------------------------------------------
+    async def _link(self, request: web.Request) -> web.Response:
+        page = "<!doctype html><title>{0}</title><p>{0}</p>"
+        if self.links is None:
+            return web.Response(
+                status=404, text=page.format("Link not found."), content_type="text/html"
+            )
+        token = request.match_info["token"]
+        try:
+            claim = self.links.verify(token, self.clock.now())
+        except LinkRefused as refused:
+            reason = (
+                "This link has expired."
+                if str(refused) == "expired"
+                else ("This link is not valid.")
+            )
+            return web.Response(status=400, text=page.format(reason), content_type="text/html")
+        now = self.clock.now()
+        event = Event(
+            id=hashlib.sha256(token.encode()).hexdigest()[:32],
+            source="nurture/links",
+            type="link.clicked",
+            time=now,
+            subject=claim.candidate_id,
+            data={
+                "link": {
+                    "name": claim.name,
+                    "clicked_at": now.isoformat(),
+                    "sequence": claim.sequence,
+                    "step": claim.step,
+                },
+                "candidate": {"id": claim.candidate_id, "email": claim.email},
+            },
+        )
+        try:
+            await self.intake().accept(event)
+        except STORE_DOWN:
+            return web.Response(
+                status=503,
+                text=page.format("Please try again in a minute."),
+                content_type="text/html",
+            )
+        return web.Response(
+            text=page.format("Thank you - we will keep you posted."), content_type="text/html"
+        )
+
+
+def json_line(**fields: Any) -> str:
+    """One structured log line (the daemon's formatter adds time and level)."""
+    import json
+
+    return json.dumps(fields, default=str, sort_keys=True)

@@ -1,0 +1,292 @@
+"""The webhook server over real HTTP: answers, operations endpoints, admin, signed links."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from adapters.sources import greenhouse
+from engine.clock import ManualClock
+from engine.config.load import ConfigSet
+from engine.links import LinkClaim, LinkSigner
+from engine.metrics import Metrics
+from engine.runtime import Runtime
+from engine.server import ServerState, WebhookServer
+from engine.store import queries
+from engine.store.store import Store
+from engine.testing import Recorder
+from tests.engine.conftest import _serve
+
+EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "examples"
+SECRET = "gh_test_secret"
+TOKEN = "admin-token-for-tests"
+CONFIG = """\
+version: 1
+rules:
+  - id: application-to-crm
+    description: new application -> contact
+    trigger: ats.application.created
+    actions:
+      - action: crm.upsert_contact
+        fields: {email: candidate.email}
+  - id: keep-me-posted
+    description: one-click link -> ATS tag
+    trigger: link.clicked
+    actions:
+      - action: ats.add_tag
+        params: {tag: Re-engaged}
+        fields: {candidate_id: candidate.id}
+"""
+
+
+def example(name: str) -> bytes:
+    path = EXAMPLES / "greenhouse" / name
+    assert path.is_file(), f"contract examples missing at {path}"
+    return json.dumps(json.loads(path.read_text()), separators=(",", ":")).encode()
+
+
+def signed(body: bytes, delivery: str = "evt-1", secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "Signature": f"sha256 {digest}",
+        "Greenhouse-Event-ID": delivery,
+        "Content-Type": "application/json",
+    }
+
+
+class Daemon:
+    def __init__(self, url: str, server: WebhookServer, store: Store) -> None:
+        self.url, self.server, self.store = url, server, store
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + path, data=body, headers=headers) as response,
+        ):
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url + path, headers=headers or {}) as response,
+        ):
+            return response.status, await response.text()
+
+    async def inbox(self) -> int:
+        async with self.store.read() as conn:
+            return int((await conn.exec_driver_sql("SELECT count(*) FROM inbox")).scalar_one())
+
+
+@pytest.fixture
+async def daemon_for(
+    clock: ManualClock, make_config: Callable[[str], ConfigSet]
+) -> AsyncIterator[Callable[..., Any]]:
+    runners = []
+
+    async def start(store: Store, **kwargs: Any) -> Daemon:
+        recorder = Recorder(clock)
+        runtime = Runtime.build(
+            store, make_config(CONFIG), clock, recorder, ats=recorder, notifier=recorder
+        )
+        server = WebhookServer(
+            lambda: runtime.intake,
+            store,
+            {"greenhouse": greenhouse([SECRET])},
+            clock,
+            Metrics(),
+            admin_token=TOKEN,
+            links=LinkSigner(b"0123456789abcdef0123", "http://nurture.test"),
+            **kwargs,
+        )
+        runner, url = await _serve(server.app())
+        runners.append(runner)
+        return Daemon(url, server, store)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_a_signed_webhook_is_committed_before_the_2xx_and_a_redelivery_changes_nothing(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    daemon = await daemon_for(store)
+    body = example("webhook_new_candidate_application.json")
+    assert await daemon.post("/webhooks/greenhouse", body, signed(body)) == (
+        200,
+        {"accepted": 1, "duplicates": 0},
+    )
+    assert await daemon.inbox() == 1  # stored by the time the 200 arrived
+    assert await daemon.post("/webhooks/greenhouse", body, signed(body)) == (
+        200,
+        {"accepted": 0, "duplicates": 1},
+    )
+    assert await daemon.inbox() == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "error"),
+    [
+        pytest.param(
+            lambda b, h: (b, {**h, "Signature": "sha256 " + "0" * 64}),
+            401,
+            "signature_mismatch",
+            id="wrong-signature",
+        ),
+        pytest.param(
+            lambda b, h: (b, {k: v for k, v in h.items() if k != "Signature"}),
+            401,
+            "signature_missing",
+            id="no-signature",
+        ),
+        pytest.param(
+            lambda b, h: (b"{not json", signed(b"{not json")),
+            400,
+            "bad_payload",
+            id="malformed-json",
+        ),
+        pytest.param(
+            lambda b, h: (
+                b'{"action":"new_candidate_application","payload":{}}',
+                signed(b'{"action":"new_candidate_application","payload":{}}'),
+            ),
+            400,
+            "bad_payload",
+            id="wrong-shape",
+        ),
+    ],
+)
+async def test_bad_input_gets_the_documented_status_and_a_json_error_and_stores_nothing(
+    daemon_for: Callable[..., Any], store: Store, mutate: Any, status: int, error: str
+) -> None:
+    daemon = await daemon_for(store)
+    body = example("webhook_new_candidate_application.json")
+    bad_body, headers = mutate(body, signed(body))
+    code, answer = await daemon.post("/webhooks/greenhouse", bad_body, headers)
+    assert code == status and answer["error"] == error and answer["detail"]
+    assert await daemon.inbox() == 0
+
+
+async def test_unknown_event_is_202_unknown_source_404_oversize_413(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    daemon = await daemon_for(store, max_body=4096)
+    ping = b'{"action":"ping","payload":{"web_hook_id":1}}'
+    code, answer = await daemon.post("/webhooks/greenhouse", ping, signed(ping))
+    assert code == 202 and answer["status"] == "ignored"
+    code, answer = await daemon.post("/webhooks/workday", ping, signed(ping))
+    assert code == 404 and answer["error"] == "unknown_source"
+    big = b'{"action":"ping","payload":{"x":"' + b"a" * 5000 + b'"}}'
+    code, answer = await daemon.post("/webhooks/greenhouse", big, signed(big))
+    assert code == 413 and answer["error"] == "too_large"
+
+
+async def test_store_unreachable_answers_503_so_the_vendor_retries(
+    daemon_for: Callable[..., Any],
+) -> None:
+    # nothing listens on port 1: every connection attempt is refused
+    unreachable = Store(create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test"))
+    daemon = await daemon_for(unreachable)
+    body = example("webhook_new_candidate_application.json")
+    code, answer = await daemon.post("/webhooks/greenhouse", body, signed(body))
+    assert code == 503 and answer["error"] == "store_unavailable"
+    code, text = await daemon.get("/readyz")
+    assert code == 503 and json.loads(text)["checks"]["store"] is False
+    await unreachable.close()
+
+
+async def test_shutdown_answers_503(daemon_for: Callable[..., Any], store: Store) -> None:
+    daemon = await daemon_for(store, state=ServerState(accepting=False))
+    body = example("webhook_new_candidate_application.json")
+    code, answer = await daemon.post("/webhooks/greenhouse", body, signed(body))
+    assert code == 503 and answer["error"] == "shutting_down"
+
+
+async def test_health_ready_and_metrics(daemon_for: Callable[..., Any], store: Store) -> None:
+    daemon = await daemon_for(store)
+    body = example("webhook_new_candidate_application.json")
+    await daemon.post("/webhooks/greenhouse", body, signed(body))
+    assert (await daemon.get("/healthz"))[0] == 200
+    code, text = await daemon.get("/readyz")
+    assert code == 200 and json.loads(text)["ready"] is True
+    code, text = await daemon.get("/metrics")
+    assert code == 200
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert samples['nurture_webhooks_total{source="greenhouse",status="200"}'] == "1"
+    assert (
+        samples['nurture_events_total{source="ats/greenhouse",type="ats.application.created"}']
+        == "1"
+    )
+    assert samples['nurture_webhook_seconds_count{source="greenhouse"}'] == "1"
+    assert samples['nurture_actions{status="pending"}'] == "1"
+
+
+async def test_admin_endpoints_refuse_without_the_token_and_work_with_it(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    daemon = await daemon_for(store)
+    code, answer = await daemon.post("/admin/pause", b"{}", {})
+    assert code == 401 and answer["error"] == "unauthorized"
+    code, answer = await daemon.post("/admin/pause", b"{}", {"Authorization": "Bearer nope"})
+    assert code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert await daemon.post("/admin/pause", b'{"rule": "application-to-crm"}', auth) == (
+        200,
+        {"paused": ["application-to-crm"]},
+    )
+    assert await daemon.post("/admin/resume", b'{"rule": "application-to-crm"}', auth) == (
+        200,
+        {"paused": []},
+    )
+    code, answer = await daemon.post("/admin/dlq/replay", b"{}", auth)
+    assert code == 400
+    assert await daemon.post("/admin/dlq/replay", b'{"all": true}', auth) == (200, {"replayed": 0})
+    code, text = await daemon.get("/admin/status", auth)
+    assert code == 200 and json.loads(text)["accepting"] is True
+
+
+async def test_signed_links_record_a_click_and_refuse_tampering_and_expiry(
+    daemon_for: Callable[..., Any], store: Store, clock: ManualClock
+) -> None:
+    daemon = await daemon_for(store)
+    signer = daemon.server.links
+    assert signer is not None
+    url = signer.url(
+        "gh-71",
+        "maya@example.com",
+        "keep-me-posted",
+        clock.now(),
+        sequence="silver-medalist-nurture",
+        step="day-90-keep-me-posted",
+    )
+    path = url.removeprefix("http://nurture.test")
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    code, text = await daemon.get(tampered)
+    assert code == 400 and "not valid" in text
+    old = signer.token(LinkClaim("gh-71", None, "keep-me-posted", clock.now() - timedelta(1)))
+    code, text = await daemon.get(f"/l/{old}")
+    assert code == 400 and "expired" in text
+    assert await daemon.inbox() == 0  # refused links record nothing
+    code, text = await daemon.get(path)
+    assert code == 200 and "keep you posted" in text
+    assert (await daemon.get(path))[0] == 200  # a second click is the same event
+    async with store.read() as conn:
+        row = (await conn.exec_driver_sql("SELECT type, subject FROM inbox")).all()
+        actions = await queries.status_counts(conn)
+    assert [tuple(r) for r in row] == [("link.clicked", "gh-71")]
+    assert actions == {"pending": 1}  # the ATS re-engagement tag is queued
