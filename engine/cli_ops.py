@@ -205,6 +205,13 @@ def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if failed == 0 else EXIT_ERRORS
 
 
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    """The daemon: webhooks, rules, outbox, sequences, pollers, until SIGTERM."""
+    from engine.daemon import run
+
+    return asyncio.run(run(Path(args.config), debug=args.debug))
+
+
 def register(commands: Any) -> None:
     def store_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--store", metavar="URL", help="sqlite:///file.db or postgresql://...")
@@ -252,6 +259,13 @@ def register(commands: Any) -> None:
         help="daemon config whose guardrails apply (quiet hours, cap, zone)",
     )
     test.set_defaults(handler=cmd_test)
+
+    run = commands.add_parser("run", help="run the daemon (webhooks, rules, sequences)")
+    run.add_argument("--config", default="nurture.yaml", metavar="NURTURE_YAML")
+    run.add_argument(
+        "--debug", action="store_true", help="debug logs, with email addresses NOT redacted"
+    )
+    run.set_defaults(handler=cmd_run)
 
     ingest = commands.add_parser(
         "ingest",

@@ -22,6 +22,7 @@ from engine.config.load import ConfigSet
 from engine.errors import ContactExists
 from engine.guardrails import Guardrails, Window
 from engine.identity import normalise_email
+from engine.links import LinkSigner
 from engine.outbox import ActionDeferred, ActionFailed, ActionSkipped, Handler
 from engine.ports import CrmPort
 from engine.store import queries
@@ -56,12 +57,14 @@ class CrmHandlers:
         config: ConfigSet,
         clock: Clock,
         guardrails: Guardrails | None = None,
+        links: LinkSigner | None = None,
     ) -> None:
         self.store = store
         self.crm = crm
         self.config = config
         self.clock = clock
         self.guardrails = guardrails or Guardrails()
+        self.links = links
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -139,6 +142,21 @@ class CrmHandlers:
         variables = {
             k: crm_value(v) for k, v in job.payload["fields"].items() if k != "to" and v is not None
         }
+        for link in template.links:  # signed one-click links, e.g. keep_me_posted_url
+            if self.links is None:
+                raise ActionFailed(
+                    f"template {template_id!r} needs signed links, but no link secret is "
+                    "configured (server.link_secret_env)"
+                )
+            sequence, _, step = job.rule_id.partition("/")
+            variables[link.replace("-", "_") + "_url"] = self.links.url(
+                job.candidate_id or "",
+                to,
+                link,
+                self.clock.now(),
+                sequence=sequence if step else None,
+                step=step or None,
+            )
         status = await self.crm.send_transactional(
             template.crm_email_id, to, job.idempotency_key, variables
         )

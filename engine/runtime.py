@@ -19,6 +19,7 @@ from engine.guardrails import Guardrails
 from engine.handlers import CrmHandlers
 from engine.handlers_writeback import WritebackHandlers
 from engine.intake import AlertSettings, Intake
+from engine.links import LinkSigner
 from engine.local_actions import LocalActions
 from engine.outbox import Dispatcher, RetryPolicy
 from engine.ports import AlertPort, AtsPort, CrmPort, NotifierPort
@@ -66,12 +67,13 @@ class Runtime:
         step_batch: int = 50,
         ats: AtsPort | None = None,
         notifier: NotifierPort | None = None,
+        links: LinkSigner | None = None,
     ) -> Runtime:
         settings = alerts or alert_settings(config)
         rules = RuleSet.build(config, clock)
         sequencer = Sequencer(config, clock)
         guardrails = Guardrails.from_daemon(config.daemon)
-        handlers = CrmHandlers(store, crm, config, clock, guardrails).handlers()
+        handlers = CrmHandlers(store, crm, config, clock, guardrails, links).handlers()
         if ats is not None and notifier is not None:
             handlers.update(WritebackHandlers(ats, notifier).handlers())
         dispatcher = Dispatcher(

@@ -9,6 +9,7 @@ steps are never APScheduler jobs (see DESIGN.md, "Time and scheduling").
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -20,9 +21,16 @@ log = logging.getLogger("nurture.scheduler")
 
 class Timekeeper:
     def __init__(
-        self, runtime: Runtime, *, step_interval: float = 1.0, alert_interval: float = 5.0
+        self,
+        runtime: Runtime | Callable[[], Runtime],
+        *,
+        step_interval: float = 1.0,
+        alert_interval: float = 5.0,
     ) -> None:
-        self.runtime = runtime
+        # a callable lets the daemon swap the runtime on reload without restarting the jobs
+        self._runtime: Callable[[], Runtime] = (
+            runtime if not isinstance(runtime, Runtime) else (lambda: runtime)
+        )
         self.step_interval = step_interval
         self.alert_interval = alert_interval
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -51,14 +59,14 @@ class Timekeeper:
         """One tick: at most one batch, so a backlog after downtime drains spread out."""
         self.ticks += 1
         try:
-            return len(await self.runtime.steps.run_due())
+            return len(await self._runtime().steps.run_due())
         except Exception:  # a tick must never kill the scheduler; the next tick retries
             log.exception("step tick failed")
             return 0
 
     async def deliver_alerts(self) -> int:
         try:
-            return await self.runtime.alerts.deliver_due()
+            return await self._runtime().alerts.deliver_due()
         except Exception:
             log.exception("alert delivery tick failed")
             return 0

@@ -83,6 +83,7 @@ class WebhookServer:
         admin_token: str | None = None,
         links: LinkSigner | None = None,
         state: ServerState | None = None,
+        on_accepted: Callable[[], None] | None = None,
     ) -> None:
         self.intake = intake
         self.store = store
@@ -93,6 +94,7 @@ class WebhookServer:
         self.admin_token = admin_token
         self.links = links
         self.state = state or ServerState()
+        self.on_accepted = on_accepted or (lambda: None)  # wakes the outbox workers
         metrics.declare("nurture_webhooks_total", "counter", "webhook deliveries by outcome")
         metrics.declare("nurture_events_total", "counter", "events accepted by source and type")
         metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
@@ -173,6 +175,8 @@ class WebhookServer:
                 json_line(decision="store_unavailable", source=name, error=type(exc).__name__)
             )
             return _error(503, "store_unavailable", "the event could not be stored; retry later")
+        if accepted:
+            self.on_accepted()
         return web.json_response({"accepted": accepted, "duplicates": duplicates})
 
     # -- operations -------------------------------------------------------------------------

@@ -41,9 +41,12 @@ from engine.config.loader import parse_file
 from engine.config.types import Duration, parse_duration
 from engine.errors import ContactExists
 from engine.events import Event
+from engine.links import LinkSigner
 from engine.runtime import Runtime
 from engine.store.store import Store
 from engine.store.tables import enrollments
+
+TEST_LINKS = LinkSigner(b"nurture-test-link-secret", "https://nurture.test")
 
 
 class _Spec(BaseModel):
@@ -238,7 +241,14 @@ async def run_case(config: ConfigSet, case: TestCase, file: str) -> CaseResult:
         store = await Store.open(f"sqlite:///{Path(folder) / 'test.db'}")
         try:
             runtime = Runtime.build(
-                store, config, clock, recorder, [], ats=recorder, notifier=recorder
+                store,
+                config,
+                clock,
+                recorder,
+                [],
+                ats=recorder,
+                notifier=recorder,
+                links=TEST_LINKS,
             )
             await _travel(runtime, store, clock, case, end)
             async with store.read() as conn:

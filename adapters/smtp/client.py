@@ -113,6 +113,22 @@ class SmtpAlertTarget:
         msg.set_content(text, subtype="plain", charset="utf-8")
         return msg
 
+    def with_recipients(self, recipients: Sequence[str]) -> SmtpAlertTarget:
+        """The same relay and credentials, other recipients (e.g. an interviewer)."""
+        return SmtpAlertTarget(
+            self.name,
+            self.host,
+            self.port,
+            self.sender,
+            recipients,
+            starttls=self.starttls,
+            username=self.username,
+            password=self._password,
+            timeout=self.timeout,
+            tls_context=self.tls_context,
+            local_hostname=self.local_hostname,
+        )
+
     async def send_alert(self, subject: str, text: str) -> None:
         """Deliver one alert; raises ``AdapterError`` subclasses only."""
         message = self.build_message(subject, text)

@@ -1,0 +1,383 @@
+"""``nurture run``: the composition root that wires vendors into the engine and runs it all.
+
+One asyncio process: the webhook server, intake, the outbox workers, the step timekeeper
+(APScheduler), the HubSpot engagement poller and config hot reload. SIGHUP (or a changed file
+under the config paths) reloads: the new config is validated first and swapped in whole; an
+invalid one is logged with every location, alerted, and the running config stays. SIGTERM or
+SIGINT stops taking webhooks (503), lets in-flight actions finish within a grace period and
+leaves the rest durably pending for the next start.
+
+This is the one module of ``engine`` that imports ``adapters``: it is where they are chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from engine.clock import Clock, SystemClock
+from engine.config.daemon import DaemonConfig, EmailTarget, SlackTarget
+from engine.config.load import ConfigSet, LoadResult, load_config
+from engine.config.types import parse_duration
+from engine.links import LinkSigner
+from engine.metrics import Metrics
+from engine.ports import AlertPort, AtsPort, NotifierPort
+from engine.runtime import Runtime
+from engine.scheduler import Timekeeper
+from engine.server import ServerState, WebhookServer, WebhookSource
+from engine.store.store import Store
+
+log = logging.getLogger("nurture.daemon")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; email addresses redacted unless debug logging is on."""
+
+    def __init__(self, redact: bool = True) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        line: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        try:
+            fields = json.loads(message)
+            line.update(fields if isinstance(fields, dict) else {"msg": message})
+        except ValueError:
+            line["msg"] = message
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        text = json.dumps(line, default=str, sort_keys=True)
+        return _EMAIL.sub("<email>", text) if self.redact else text
+
+
+def configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(redact=not debug))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("aiohttp.access", "apscheduler", "sqlalchemy", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _secret(env: Mapping[str, str], name: str | None) -> str | None:
+    return env.get(name) if name else None
+
+
+class Notifier:
+    """Internal messages: interviewer emails over the first SMTP target, Slack by target name."""
+
+    def __init__(self, email: AlertPort | None, slack: Mapping[str, AlertPort]) -> None:
+        self._email = email
+        self._slack = slack
+
+    async def email(self, to: list[str], subject: str, text: str) -> None:
+        from adapters.smtp.client import SmtpAlertTarget
+
+        if not isinstance(self._email, SmtpAlertTarget):
+            from engine.outbox import ActionFailed
+
+            raise ActionFailed("no SMTP target in alerting.targets to send internal email")
+        await self._email.with_recipients(to).send_alert(subject, text)
+
+    async def slack(self, target: str | None, text: str) -> None:
+        port = self._slack.get(target or "") or next(iter(self._slack.values()), None)
+        if port is None:
+            from engine.outbox import ActionFailed
+
+            raise ActionFailed(f"no Slack target {target!r} in alerting.targets")
+        await port.send_alert("nurture", text)
+
+
+@dataclass
+class Daemon:
+    config_path: Path
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Clock = field(default_factory=SystemClock)
+    grace: float = 10.0
+    metrics: Metrics = field(default_factory=Metrics)
+    state: ServerState = field(default_factory=ServerState)
+
+    def __post_init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.runtime: Runtime | None = None
+        self.config: ConfigSet | None = None
+        self._mtimes: dict[Path, float] = {}
+
+    # -- config --------------------------------------------------------------------------
+    def _load(self) -> LoadResult:
+        base = self.config_path.parent
+        first = load_config([], daemon_path=self.config_path)
+        paths = ["rules", "sequences"]
+        if first.config is not None and first.config.daemon is not None:
+            paths = first.config.daemon.config_paths
+        return load_config([base / p for p in paths], daemon_path=self.config_path)
+
+    def _watched(self) -> dict[Path, float]:
+        assert self.config is not None and self.config.daemon is not None
+        base = self.config_path.parent
+        files = [self.config_path]
+        for folder in self.config.daemon.config_paths:
+            files += sorted((base / folder).rglob("*.y*ml")) if (base / folder).is_dir() else []
+        return {f: f.stat().st_mtime for f in files if f.exists()}
+
+    # -- wiring ----------------------------------------------------------------------------
+    def _build(
+        self, config: ConfigSet, store: Store, session: aiohttp.ClientSession
+    ) -> tuple[Runtime, dict[str, WebhookSource], LinkSigner | None]:
+        from adapters import sources
+        from adapters.hubspot.client import HubSpotClient
+        from adapters.ratelimit import HUBSPOT_PER_10S, WindowLimiter
+        from adapters.slack.client import SlackWebhook
+        from adapters.smtp.client import from_config as smtp_target
+
+        daemon = config.daemon
+        assert daemon is not None
+        hub = daemon.vendors.hubspot
+        assert hub is not None
+        crm = HubSpotClient(
+            session,
+            hub.base_url,
+            self.env.get(hub.token_env, ""),
+            limiter=WindowLimiter(HUBSPOT_PER_10S[hub.tier], 10.0),
+        )
+        alert_targets: list[AlertPort] = []
+        slack_ports: dict[str, AlertPort] = {}
+        email_port: AlertPort | None = None
+        for target in daemon.alerting.targets:
+            if isinstance(target, SlackTarget):
+                port = SlackWebhook(session, self.env.get(target.webhook_url_env, ""), target.name)
+                slack_ports[target.name] = port
+                alert_targets.append(port)
+            elif isinstance(target, EmailTarget):
+                email_port = smtp_target(target, self.env)
+                alert_targets.append(email_port)
+        ats = self._ats(daemon, session)
+        notifier: NotifierPort = Notifier(email_port, slack_ports)
+        link_secret = self.env.get(daemon.server.link_secret_env, "")
+        links = (
+            LinkSigner(link_secret.encode(), daemon.server.public_url)
+            if len(link_secret) >= 16
+            else None
+        )
+        runtime = Runtime.build(
+            store, config, self.clock, crm, alert_targets, ats=ats, notifier=notifier, links=links
+        )
+        known: dict[str, WebhookSource] = {}
+        gh, ash = daemon.vendors.greenhouse, daemon.vendors.ashby
+        if gh is not None:
+            known["greenhouse"] = sources.greenhouse(
+                [self.env[n] for n in gh.webhook_secret_envs if self.env.get(n)] or ["unset"]
+            )
+        if ash is not None:
+            known["ashby"] = sources.ashby(
+                [self.env[n] for n in ash.webhook_secret_envs if self.env.get(n)] or ["unset"]
+            )
+        if hub.client_secret_env and self.env.get(hub.client_secret_env):
+            known["hubspot"] = sources.hubspot([self.env[hub.client_secret_env]], crm.contact_email)
+        return runtime, known, links
+
+    def _ats(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> AtsPort | None:
+        gh = daemon.vendors.greenhouse
+        if daemon.ats != "greenhouse" or gh is None:
+            return None  # Lever and Ashby write-backs arrive with their clients
+        from adapters.greenhouse.harvest import BasicAuth, HarvestClient, OAuthClientCredentials
+
+        auth: BasicAuth | OAuthClientCredentials
+        if gh.auth == "basic":
+            auth = BasicAuth(self.env.get(gh.api_key_env or "", ""))
+        else:
+            auth = OAuthClientCredentials(
+                self.env.get(gh.client_id_env or "", ""),
+                self.env.get(gh.client_secret_env or "", ""),
+                gh.token_url,
+                gh.on_behalf_of,
+            )
+        return HarvestClient(session, gh.base_url, on_behalf_of=gh.on_behalf_of, auth=auth)
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(self) -> int:
+        loaded = self._load()
+        if loaded.config is None or loaded.config.daemon is None:
+            for diagnostic in loaded.errors:
+                log.error(
+                    json.dumps({"decision": "config_invalid", "error": diagnostic.format_text()})
+                )
+            return 1
+        self.config = loaded.config
+        daemon = loaded.config.daemon
+        store = await Store.open(daemon.store.url)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        async with aiohttp.ClientSession() as session:
+            runtime, known, links = self._build(loaded.config, store, session)
+            self.runtime = runtime
+            keeper = Timekeeper(lambda: self._runtime())
+            self.state.claimer_running = lambda: keeper.scheduler.running
+            wake = asyncio.Event()
+            server = WebhookServer(
+                lambda: self._runtime().intake,
+                store,
+                known,
+                self.clock,
+                self.metrics,
+                max_body=daemon.server.max_body_bytes,
+                admin_token=self.env.get(daemon.server.admin_token_env),
+                links=links,
+                state=self.state,
+                on_accepted=wake.set,
+            )
+            host, port = daemon.server.listen.rsplit(":", 1)
+            web_runner = web.AppRunner(server.app(), access_log=None)
+            await web_runner.setup()
+            site = web.TCPSite(web_runner, host, int(port))
+            await site.start()
+            keeper.start()
+            worker_stop = asyncio.Event()
+            worker = asyncio.create_task(self._work(worker_stop, wake))
+            self._mtimes = self._watched()
+            log.info(
+                json.dumps(
+                    {
+                        "decision": "started",
+                        "listen": daemon.server.listen,
+                        "rules": len(loaded.config.rules),
+                        "sequences": len(loaded.config.sequences),
+                        "config": loaded.config.digest,
+                    }
+                )
+            )
+            watcher = asyncio.create_task(self._watch())
+            try:
+                while not self.stop.is_set():
+                    stop_wait = asyncio.ensure_future(self.stop.wait())
+                    reload_wait = asyncio.ensure_future(self.reload_requested.wait())
+                    await asyncio.wait(
+                        {stop_wait, reload_wait}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    stop_wait.cancel()
+                    reload_wait.cancel()
+                    if self.reload_requested.is_set():
+                        self.reload_requested.clear()
+                        await self._reload(store, session)
+            finally:
+                self.state.accepting = False  # webhooks now get 503: the vendor retries
+                watcher.cancel()
+                keeper.shutdown()
+                worker_stop.set()
+                wake.set()
+                try:
+                    await asyncio.wait_for(worker, timeout=self.grace)
+                except TimeoutError:
+                    log.warning(
+                        json.dumps(
+                            {
+                                "decision": "grace_expired",
+                                "detail": "in-flight actions stay leased and "
+                                "run after the lease on the next start",
+                            }
+                        )
+                    )
+                await web_runner.cleanup()
+                await store.close()
+                log.info(json.dumps({"decision": "stopped"}))
+        return 0
+
+    def _runtime(self) -> Runtime:
+        assert self.runtime is not None
+        return self.runtime  # read on every use: a reload swaps it whole
+
+    async def _work(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """The outbox workers, always on the current runtime (so a reload takes effect)."""
+        while not stop.is_set():
+            wake.clear()
+            if await self._runtime().dispatcher.run_once():
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=0.2)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)  # a daemon polling its own files, not a test waiting
+            try:
+                current = self._watched()
+            except OSError:
+                continue
+            if current != self._mtimes:
+                self._mtimes = current
+                self.reload_requested.set()
+
+    async def _reload(self, store: Store, session: aiohttp.ClientSession) -> None:
+        loaded = self._load()
+        self.state.last_reload_at = time.time()
+        if loaded.config is None:
+            self.state.last_reload_ok = False
+            for diagnostic in loaded.errors:
+                log.error(
+                    json.dumps({"decision": "reload_rejected", "error": diagnostic.format_text()})
+                )
+            if self.runtime is not None:
+                from engine.store import queries
+
+                now = self.clock.now()
+                async with store.transaction() as conn:
+                    await queries.group_alert(
+                        conn,
+                        group_key="reload",
+                        kind="reload_rejected",
+                        reason=f"config reload rejected ({len(loaded.errors)} error(s)); the "
+                        "running config stays: " + loaded.errors[0].format_text().splitlines()[0],
+                        candidate_id=None,
+                        rule_id=None,
+                        action_type=None,
+                        now=now,
+                        window_start=now - timedelta(minutes=10),
+                    )
+            return
+        runtime, _, _ = self._build(loaded.config, store, session)
+        self.runtime, self.config = runtime, loaded.config
+        self.state.last_reload_ok = True
+        log.info(
+            json.dumps(
+                {
+                    "decision": "reloaded",
+                    "config": loaded.config.digest,
+                    "rules": len(loaded.config.rules),
+                }
+            )
+        )
+
+
+def poll_interval(config: ConfigSet) -> float:
+    hub = config.daemon.vendors.hubspot if config.daemon else None
+    return parse_duration(hub.poll_every).total_seconds() if hub else 60.0
+
+
+async def run(config_path: Path, debug: bool = False) -> int:
+    configure_logging(debug)
+    with contextlib.suppress(asyncio.CancelledError):
+        return await Daemon(config_path).run()
+    return 0

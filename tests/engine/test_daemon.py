@@ -1,0 +1,246 @@
+"""`nurture run` as a real subprocess: webhooks over HTTP, reload on SIGHUP, SIGTERM, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.hubspot.simulator import HubSpotSimulator
+from adapters.slack.simulator import SlackSimulator
+from tests.engine.conftest import _serve
+
+SECRET = "gh_daemon_secret"
+RULES = """\
+version: 1
+rules:
+  - id: application-to-crm
+    description: new application -> CRM contact + receipt
+    trigger: ats.application.created
+    condition: "candidate.email != `null`"
+    actions:
+      - action: crm.upsert_contact
+        fields: {email: candidate.email, firstname: candidate.first_name}
+      - action: crm.send_email
+        params: {template: receipt}
+        fields: {to: candidate.email, first_name: candidate.first_name}
+templates:
+  - id: receipt
+    subject: "Thanks {first_name}"
+    crm_email_id: "100001"
+    category: transactional
+    variables: [first_name]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def application(n: int) -> bytes:
+    body = {
+        "action": "new_candidate_application",
+        "payload": {
+            "application": {
+                "id": 9000 + n,
+                "status": "active",
+                "prospect": False,
+                "applied_at": "2026-03-02T09:00:00Z",
+                "current_stage": {"id": 1, "name": "Review"},
+                "jobs": [{"id": 5, "name": "Data Engineer", "status": "open"}],
+                "candidate": {
+                    "id": 7000 + n,
+                    "first_name": f"P{n}",
+                    "last_name": "Q",
+                    "email_addresses": [{"value": f"person{n}@example.com", "type": "personal"}],
+                    "tags": [],
+                    "can_email": True,
+                },
+            }
+        },
+    }
+    return json.dumps(body).encode()
+
+
+class Running:
+    def __init__(self, folder: Path, port: int, env: dict[str, str]) -> None:
+        self.folder, self.port, self.env = folder, port, env
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: asyncio.subprocess.Process | None = None
+        self.log = folder / "daemon.log"
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "engine.cli",
+                "run",
+                "--config",
+                str(self.folder / "nurture.yaml"),
+                env=self.env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        try:
+            await until(self.ready, "the daemon to become ready")
+        except TimeoutError:
+            raise AssertionError("daemon not ready:\n" + self.log.read_text()[-3000:]) from None
+
+    async def ready(self) -> bool:
+        try:
+            status, _ = await self.get("/readyz")
+        except aiohttp.ClientError:
+            return False
+        return status == 200
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.get(self.url + path) as answer:
+            return answer.status, await answer.text()
+
+    async def webhook(self, body: bytes, delivery: str) -> tuple[int, Any]:
+        digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"Signature": f"sha256 {digest}", "Greenhouse-Event-ID": delivery}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url + "/webhooks/greenhouse", data=body, headers=headers) as answer,
+        ):
+            return answer.status, await answer.json()
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    async def stopped(self) -> int:
+        assert self.process is not None
+        return await asyncio.wait_for(self.process.wait(), timeout=30)
+
+    async def metric(self, name: str) -> float:
+        _, text = await self.get("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in /metrics")
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    """Wait for an effect of a real process (bounded), never for a timer of our own."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Running, HubSpotSimulator]]:
+    hubspot = HubSpotSimulator("hs-token")
+    slack = SlackSimulator()
+    hub_runner, hub_url = await _serve(hubspot.app())
+    slack_runner, slack_url = await _serve(slack.app())
+    port = free_port()
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES)
+    (tmp_path / "sequences").mkdir()
+    (tmp_path / "nurture.yaml").write_text(f"""\
+version: 1
+ats: greenhouse
+config_paths: [rules, sequences]
+store: {{url: "sqlite:///{tmp_path / "nurture.db"}"}}
+server: {{listen: "127.0.0.1:{port}", public_url: "http://127.0.0.1:{port}"}}
+vendors:
+  greenhouse:
+    auth: basic
+    api_key_env: GREENHOUSE_API_KEY
+    on_behalf_of: "40211"
+    webhook_secret_envs: [GREENHOUSE_WEBHOOK_SECRET]
+  hubspot: {{base_url: "{hub_url}", token_env: HUBSPOT_TOKEN}}
+alerting:
+  targets: [{{name: ops, kind: slack, webhook_url_env: SLACK_URL}}]
+""")
+    env = {
+        **os.environ,
+        "HUBSPOT_TOKEN": "hs-token",
+        "GREENHOUSE_API_KEY": "k",
+        "GREENHOUSE_WEBHOOK_SECRET": SECRET,
+        "SLACK_URL": slack_url + "/services/x",
+        "NURTURE_ADMIN_TOKEN": "admin",
+        "NURTURE_LINK_SECRET": "0123456789abcdef-link",
+    }
+    running = Running(tmp_path, port, env)
+    yield running, hubspot
+    if running.process is not None and running.process.returncode is None:
+        running.process.kill()
+        await running.process.wait()
+    await hub_runner.cleanup()
+    await slack_runner.cleanup()
+
+
+async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
+    daemon: tuple[Running, HubSpotSimulator], tmp_path: Path
+) -> None:
+    running, hubspot = daemon
+    await running.start()
+    assert await running.webhook(application(1), "d1") == (200, {"accepted": 1, "duplicates": 0})
+
+    async def delivered(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return hubspot.stats()["sends"] >= count
+
+        return check
+
+    await until(await delivered(1), "the first receipt")
+    assert hubspot.stats()["contacts"] == 1
+
+    # a broken rule file: the running config stays, the reload metric says so
+    rules = tmp_path / "rules" / "rules.yaml"
+    rules.write_text(
+        RULES.replace("trigger: ats.application.created", "trigger: ats.application.creatd")
+    )
+    running.signal(signal.SIGHUP)
+
+    async def reload_failed() -> bool:
+        return await running.metric("nurture_last_reload_success") == 0.0
+
+    await until(reload_failed, "the failed reload")
+    assert (await running.webhook(application(2), "d2"))[0] == 200
+    await until(await delivered(2), "a receipt under the old config")
+
+    # a good change: swapped in whole
+    rules.write_text(
+        RULES.replace('subject: "Thanks {first_name}"', 'subject: "Thank you, {first_name}"')
+    )
+    running.signal(signal.SIGHUP)
+
+    async def reloaded() -> bool:
+        return await running.metric("nurture_last_reload_success") == 1.0
+
+    await until(reloaded, "the good reload")
+
+    # SIGTERM: exits cleanly; what was accepted is processed after a restart
+    running.signal(signal.SIGTERM)
+    assert await running.stopped() == 0
+    await running.start()
+    assert (await running.webhook(application(3), "d3"))[0] == 200
+    await until(await delivered(3), "a receipt after the restart")
+    assert hubspot.stats()["contacts"] == 3 and hubspot.stats()["duplicate_emails"] == 0
+    running.signal(signal.SIGTERM)
+    assert await running.stopped() == 0
+
+    log = running.log.read_text()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    decisions = [line.get("decision") for line in lines]
+    assert "reload_rejected" in decisions and "reloaded" in decisions
+    assert "person1@example.com" not in log  # addresses are redacted in the logs
+    assert "hs-token" not in log and SECRET not in log  # and no secret ever appears
