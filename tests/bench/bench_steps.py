@@ -58,7 +58,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,9 @@ from .common import Options, Row
 NAME = "steps"
 STEPS = 1_000_000
 """The issue's size; the default of ``python -m tests.bench.bench_steps``."""
-DEFAULT_STEPS = 200_000
-"""The default of ``python -m tests.bench`` (``make bench``); override with STEPS_VARIABLE."""
+DEFAULT_STEPS = 100_000
+"""The default of ``python -m tests.bench`` (``make bench``, about 2.5 minutes for both
+backends; the size the issue's first measurement used); override with STEPS_VARIABLE."""
 STEPS_VARIABLE = "NURTURE_BENCH_STEPS"
 BACKENDS_VARIABLE = "NURTURE_BENCH_STEPS_BACKENDS"
 """Comma-separated backends for ``python -m tests.bench`` (default: both)."""
@@ -93,7 +94,7 @@ BULK_STATEMENT = 5_000  # rows per executemany call inside it
 OVERDUE_ENROLMENTS = 500  # 2,000 steps due a few minutes ago, for the restarted daemon
 DEFAULT_BATCH = 50  # Runtime.build's step_batch
 LAG_RATE = 1_000
-LAG_SECONDS = 15
+LAG_SECONDS = 10
 LAG_BATCH = 2_000
 LAG_LEAD = 3.0  # seconds between writing the lag steps and the first coming due
 TICK = 1.0  # the Timekeeper's step_interval
@@ -162,6 +163,8 @@ def event_data(candidate_id: str) -> dict[str, Any]:
         },
         "application": {
             "id": f"app-{candidate_id}",
+            "status": "active",
+            "stage": {"name": "Application Review"},
             "job": {"id": "j1", "title": "Backend Engineer"},
         },
     }
@@ -346,15 +349,30 @@ class Restart:
     first_tick_seconds: float
     first_fired: int
     spawn_to_ready: float
-    drained: int
+    statuses: dict[str, int]
     drain_seconds: float
     rss_after_imports: int
     peak_rss: int
     total_seconds: float
 
 
+def _memory(field_name: str) -> int:
+    """``VmHWM`` (peak) or ``VmRSS`` (now) of this process, in bytes.
+
+    Not ``getrusage().ru_maxrss`` where /proc exists: Linux carries the parent's peak across
+    fork + exec into it, so a child would report the benchmark's own peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
 async def _child(url: str, schema: str | None, config_folder: str, drain_batch: int) -> None:
-    after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after_imports = _memory("VmRSS")
     config = load(Path(config_folder))
     clock = SystemClock()
     recorder = Recorder(ManualClock(clock.now()))
@@ -369,9 +387,12 @@ async def _child(url: str, schema: str | None, config_folder: str, drain_batch: 
         ready = time.perf_counter()
         ready_wall = time.time()
         runtime.steps.batch = drain_batch
-        drained = len(first)
-        while batch := await runtime.steps.run_due():
-            drained += len(batch)
+        statuses: dict[str, int] = {}
+        batch = first
+        while batch:
+            for outcome in batch:
+                statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+            batch = await runtime.steps.run_due()
         done = time.perf_counter()
     finally:
         await store.close()
@@ -382,10 +403,10 @@ async def _child(url: str, schema: str | None, config_folder: str, drain_batch: 
                 "first_tick_seconds": ready - opened,
                 "first_fired": len(first),
                 "ready_wall": ready_wall,
-                "drained": drained,
+                "statuses": statuses,
                 "drain_seconds": done - ready,
                 "rss_after_imports": after_imports,
-                "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peak_rss": _memory("VmHWM"),
             }
         )
     )
@@ -420,7 +441,7 @@ def restart(backend: Backend, config_folder: Path, drain_batch: int = LAG_BATCH)
         first_tick_seconds=report["first_tick_seconds"],
         first_fired=report["first_fired"],
         spawn_to_ready=report["ready_wall"] - spawned,
-        drained=report["drained"],
+        statuses=report["statuses"],
         drain_seconds=report["drain_seconds"],
         rss_after_imports=report["rss_after_imports"],
         peak_rss=report["peak_rss"],
@@ -572,6 +593,7 @@ class Result:
     sample_steps: int = 0
     sample_seconds: float = 0.0
     bulk_steps: int = 0
+    overdue_steps: int = 0
     bulk_seconds: float = 0.0
     analyze_seconds: float = 0.0
     size_bytes: int = 0
@@ -583,6 +605,7 @@ class Result:
     cancel_set_steps: int = 0
     cancel_set_seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load at start and at end
     error: str | None = None
 
     @property
@@ -609,6 +632,7 @@ async def measure_backend(
     bulk = enrolments - sample
     overdue = min(OVERDUE_ENROLMENTS, bulk // 10)
     cancel_enrolments = min(cancel // STEPS_PER_ENROLMENT, (bulk - overdue) // 2)
+    start_load = _load_average()
     with tempfile.TemporaryDirectory(prefix="nurture-bench-steps-") as tmp:
         folder = Path(tmp)
         config = load(folder / "config")
@@ -624,6 +648,7 @@ async def measure_backend(
             await enrol_bulk(backend.store, "b", bulk, now, background_due(now, bulk, overdue))
             result.bulk_seconds = time.perf_counter() - started
             result.bulk_steps = bulk * STEPS_PER_ENROLMENT
+            result.overdue_steps = overdue * STEPS_PER_ENROLMENT
             if backend.name == "postgresql":
                 started = time.perf_counter()
                 async with backend.store.transaction() as conn:
@@ -657,7 +682,15 @@ async def measure_backend(
             result.error = f"{type(exc).__name__}: {exc}"
         finally:
             await backend.close()
+    result.load_average = (start_load, _load_average())
     return result
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
 
 
 async def measure(
@@ -718,6 +751,7 @@ def rows(results: Sequence[Result]) -> list[Row]:
         out.append(Row(name, "store size", f"{_mb(r.size_bytes)} ({r.size_detail})"))
         if r.restart is not None:
             s = r.restart
+            drained = ", ".join(f"{k} {v:,}" for k, v in sorted(s.statuses.items())) or "none"
             out.append(
                 Row(
                     name,
@@ -742,7 +776,8 @@ def rows(results: Sequence[Result]) -> list[Row]:
                     name,
                     "restart: daemon peak RSS",
                     f"{_mb(s.peak_rss)} (after imports {_mb(s.rss_after_imports)}; "
-                    f"drained {s.drained:,} overdue in {s.drain_seconds:.1f} s)",
+                    f"{drained} of {r.overdue_steps:,} overdue steps in "
+                    f"{s.drain_seconds:.1f} s)",
                     f"< {_mb(TARGET_RSS_BYTES)}" if full else "",
                     _verdict(s.peak_rss < TARGET_RSS_BYTES) if full else "",
                 )
@@ -795,6 +830,13 @@ def rows(results: Sequence[Result]) -> list[Row]:
         if r.phases:
             phases = ", ".join(f"{k} {v:.0f} s" for k, v in r.phases.items())
             out.append(Row(name, "benchmark time", phases))
+        out.append(
+            Row(
+                name,
+                "machine load (1-min average, start / end)",
+                f"{r.load_average[0]:.2f} / {r.load_average[1]:.2f} on {os.cpu_count()} CPU(s)",
+            )
+        )
     return out
 
 

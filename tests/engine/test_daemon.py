@@ -196,7 +196,7 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
 
     async def delivered(count: int) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
-            return hubspot.stats()["sends"] >= count
+            return bool(hubspot.stats()["sends"] >= count)
 
         return check
 
