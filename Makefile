@@ -25,12 +25,11 @@ typecheck: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/nurture validate rules sequences
 
-# The live demo (daemon + simulators) arrives with `nurture run`; until then the demo checks the
-# shipped integration and plays its scenarios on a virtual clock against the real engine.
+# The main job: the shipped integration on simulators (HubSpot, Greenhouse, Slack, SMTP), 220
+# candidates over 125 simulated days through real webhooks, on the embedded SQLite default.
 demo: $(STAMP)
 	$(BIN)/nurture validate --config nurture.yaml rules sequences
-	$(BIN)/nurture test tests/rules --config nurture.yaml
-	@echo "The live demo (simulators + daemon, 200 candidates over 120 days) is not built yet."
+	$(BIN)/nurture demo
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

@@ -212,6 +212,14 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return asyncio.run(run(Path(args.config), debug=args.debug))
 
 
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """The shipped integration end to end on simulators and a virtual clock."""
+    from engine.demo import main as demo
+
+    workdir = Path(args.workdir) if args.workdir else None
+    return demo(Path(args.repo).resolve(), out, workdir)
+
+
 def register(commands: Any) -> None:
     def store_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--store", metavar="URL", help="sqlite:///file.db or postgresql://...")
@@ -266,6 +274,11 @@ def register(commands: Any) -> None:
         "--debug", action="store_true", help="debug logs, with email addresses NOT redacted"
     )
     run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="play 200+ candidates over 120 days on simulators")
+    demo.add_argument("--repo", default=".", help="folder holding rules/ and sequences/")
+    demo.add_argument("--workdir", help="where the demo database goes (default: .demo/)")
+    demo.set_defaults(handler=cmd_demo)
 
     ingest = commands.add_parser(
         "ingest",

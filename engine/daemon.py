@@ -144,7 +144,12 @@ class Daemon:
 
     # -- wiring ----------------------------------------------------------------------------
     def _build(
-        self, config: ConfigSet, store: Store, session: aiohttp.ClientSession
+        self,
+        config: ConfigSet,
+        store: Store,
+        session: aiohttp.ClientSession,
+        *,
+        vendor_limits: bool = True,
     ) -> tuple[Runtime, dict[str, WebhookSource], LinkSigner | None]:
         from adapters import sources
         from adapters.hubspot.client import HubSpotClient
@@ -160,7 +165,7 @@ class Daemon:
             session,
             hub.base_url,
             self.env.get(hub.token_env, ""),
-            limiter=WindowLimiter(HUBSPOT_PER_10S[hub.tier], 10.0),
+            limiter=WindowLimiter(HUBSPOT_PER_10S[hub.tier], 10.0) if vendor_limits else None,
         )
         alert_targets: list[AlertPort] = []
         slack_ports: dict[str, AlertPort] = {}

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import bench_evaluate, bench_pipeline, bench_validate
+from . import bench_evaluate, bench_pipeline, bench_steps, bench_validate
 from .common import Options, Row, render_table
 
 Benchmark = Callable[[Options], list[Row]]
@@ -23,6 +23,7 @@ BENCHMARKS: list[Benchmark] = [
     bench_validate.run,
     bench_evaluate.run,
     bench_pipeline.run,
+    bench_steps.run,
 ]
 """Each benchmark takes the options and returns its rows; add new ones here."""
 

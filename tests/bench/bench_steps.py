@@ -23,7 +23,7 @@ afterwards), with one 4-step ``crm.send_email`` sequence:
   once with the default batch (50): "ready" is the open plus that first tick, both from inside
   the child and from the parent's spawn (interpreter start-up and imports included). The child
   then drains the overdue steps with batch ``LAG_BATCH`` and reports its peak RSS
-  (``getrusage``);
+  (``VmHWM``);
 * **firing lag**: ``LAG_RATE`` steps/s come due for ``LAG_SECONDS`` s of real time
   (``due_at = start + i / LAG_RATE``), added to the loaded table; a loop calls ``run_due``
   (batch ``LAG_BATCH``) on a fixed 1 s grid, skipping a tick that is still running -- what the
