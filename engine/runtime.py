@@ -64,7 +64,7 @@ class Runtime:
         concurrency: int = 16,
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
-        step_batch: int = 50,
+        step_batch: int = 1000,
         ats: AtsPort | None = None,
         notifier: NotifierPort | None = None,
         links: LinkSigner | None = None,

@@ -14,11 +14,11 @@ per tick, so a backlog drains spread out instead of as one burst.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.clock import Clock
@@ -31,7 +31,13 @@ from engine.events import StepContext
 from engine.local_actions import LocalActions, outbox_row
 from engine.store import queries
 from engine.store.store import Store
-from engine.store.tables import candidate_snapshots, enrollment_steps, enrollments, jobs
+from engine.store.tables import (
+    candidate_snapshots,
+    enrollment_steps,
+    enrollments,
+    jobs,
+    outbox,
+)
 
 SKIP_TOLERANCE = timedelta(minutes=1)
 
@@ -54,7 +60,7 @@ class StepRunner:
         clock: Clock,
         local: LocalActions,
         *,
-        batch: int = 50,
+        batch: int = 1000,
         compiler: Callable[[str, Clock], Evaluator] = compile_expression,
     ) -> None:
         self.store = store
@@ -71,7 +77,12 @@ class StepRunner:
         return self._compiled[text]
 
     async def run_due(self) -> list[StepOutcome]:
-        """Fire up to ``batch`` due steps; returns what happened to each."""
+        """Fire up to ``batch`` due steps in one transaction; returns what happened to each.
+
+        Reads are made once per batch (enrolments, snapshots) and writes go out as one
+        statement per kind (step statuses, outbox rows, next occurrences, completions), so
+        a tick of a thousand steps costs a handful of round trips, not thousands.
+        """
         now = self.clock.now()
         async with self.store.transaction() as conn:
             query = (
@@ -83,7 +94,11 @@ class StepRunner:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             due = (await conn.execute(query)).mappings().all()
-            outcomes = [await self._fire(conn, row, now) for row in due]
+            if not due:
+                return []
+            tick = await _Tick.load(conn, due)
+            outcomes = [await self._fire(conn, tick, row, now) for row in due]
+            await tick.flush(conn, now)
         return outcomes
 
     async def run_until_idle(self, max_rounds: int = 10_000) -> list[StepOutcome]:
@@ -95,55 +110,58 @@ class StepRunner:
             outcomes.extend(batch)
         return outcomes
 
-    async def _set(
-        self, conn: AsyncConnection, row: Any, status: str, reason: str | None, now: datetime
+    @staticmethod
+    def _set(
+        tick: _Tick,
+        row: Any,
+        status: str,
+        reason: str | None,
+        now: datetime,
+        action: str | None = None,
     ) -> StepOutcome:
-        await conn.execute(
-            update(enrollment_steps)
-            .where(enrollment_steps.c.id == row["id"])
-            .values(status=status, reason=reason, fired_at=now if status == "fired" else None)
+        tick.step_updates.append(
+            {
+                "step_pk": row["id"],
+                "new_status": status,
+                "new_reason": reason,
+                "new_fired": now if status == "fired" else None,
+            }
         )
+        tick.touched.add(int(row["enrollment_id"]))
         return StepOutcome(
-            int(row["enrollment_id"]), row["step_id"], int(row["occurrence"]), status, reason
+            int(row["enrollment_id"]),
+            row["step_id"],
+            int(row["occurrence"]),
+            status,
+            reason,
+            action,
         )
 
-    async def _fire(self, conn: AsyncConnection, row: Any, now: datetime) -> StepOutcome:
-        enrollment = (
-            (
-                await conn.execute(
-                    _locked(
-                        conn, select(enrollments).where(enrollments.c.id == row["enrollment_id"])
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+    async def _fire(
+        self, conn: AsyncConnection, tick: _Tick, row: Any, now: datetime
+    ) -> StepOutcome:
+        enrollment = tick.enrollments.get(int(row["enrollment_id"]))
         if enrollment is None or enrollment["status"] != "active":
-            return await self._set(conn, row, "cancelled", "enrolment is no longer active", now)
+            return self._set(tick, row, "cancelled", "enrolment is no longer active", now)
         sequence = self.config.sequences.get(enrollment["sequence_id"])
         step = (
             next((s for s in sequence.steps if s.id == row["step_id"]), None) if sequence else None
         )
         if sequence is None or step is None:
-            outcome = await self._set(conn, row, "skipped", "step removed from the sequence", now)
-            await self._complete_if_done(conn, enrollment, now)
-            return outcome
+            return self._set(tick, row, "skipped", "step removed from the sequence", now)
+        self._schedule_next(tick, row, step)
         lateness = now - row["due_at"]
         misfire = step.misfire or sequence.misfire
         if self._missed(misfire, lateness):
-            outcome = await self._set(
-                conn,
+            return self._set(
+                tick,
                 row,
                 "skipped",
                 f"missed by {lateness} ({misfire.policy}, grace {misfire.grace})",
                 now,
             )
-            await self._schedule_next(conn, row, step)
-            await self._complete_if_done(conn, enrollment, now)
-            return outcome
         try:
-            context = await self._context(conn, enrollment, row)
+            context = await self._context(conn, tick, enrollment, row)
             action: ActionBase | None = step.do
             if step.condition is not None and not truthy(self._compile(step.condition)(context)):
                 action = step.otherwise
@@ -154,7 +172,6 @@ class StepRunner:
             )
         except Exception as exc:  # any failure of this step's data fails this step only
             reason = f"evaluation failed: {type(exc).__name__}: {exc}"
-            outcome = await self._set(conn, row, "failed", reason, now)
             await queries.group_alert(
                 conn,
                 group_key=f"step:{sequence.id}/{step.id}",
@@ -166,45 +183,33 @@ class StepRunner:
                 now=now,
                 window_start=now - timedelta(minutes=10),
             )
-            await self._schedule_next(conn, row, step)
-            await self._complete_if_done(conn, enrollment, now)
-            return outcome
+            return self._set(tick, row, "failed", reason, now)
         if action is None:
-            outcome = await self._set(conn, row, "skipped", "condition false, no otherwise", now)
-        else:
-            candidate = context.get("candidate") or {}
-            queued = outbox_row(
-                self.config,
-                action_type=action.type,
-                params=_params(action),
-                fields=fields,
-                rule_id=f"{sequence.id}/{step.id}",
-                action_index=0,
-                event_id=None,
-                trigger=f"sequence:{sequence.id}",
-                idempotency_key=f"{row['enrollment_id']}:{step.id}:{row['occurrence']}",
-                ordering_key=enrollment["email"] or f"candidate:{enrollment['candidate_id']}",
-                candidate_id=enrollment["candidate_id"],
-                now=now,
-                time_zone=candidate.get("time_zone"),
-                send_window=_window(step, sequence),
-                event={"source": "sequence", "id": f"{enrollment['id']}", "type": "step"},
-                enrollment_id=int(enrollment["id"]),
-            )
-            await self.local.apply(conn, queued, context, enrollment["candidate_id"], now)
-            await queries.insert_actions(conn, [queued])
-            outcome = await self._set(conn, row, "fired", None, now)
-            outcome = StepOutcome(
-                outcome.enrollment_id,
-                outcome.step_id,
-                outcome.occurrence,
-                "fired",
-                None,
-                f"{action.type}:{queued['payload']['params']}",
-            )
-        await self._schedule_next(conn, row, step)
-        await self._complete_if_done(conn, enrollment, now)
-        return outcome
+            return self._set(tick, row, "skipped", "condition false, no otherwise", now)
+        candidate = context.get("candidate") or {}
+        queued = outbox_row(
+            self.config,
+            action_type=action.type,
+            params=_params(action),
+            fields=fields,
+            rule_id=f"{sequence.id}/{step.id}",
+            action_index=0,
+            event_id=None,
+            trigger=f"sequence:{sequence.id}",
+            idempotency_key=f"{row['enrollment_id']}:{step.id}:{row['occurrence']}",
+            ordering_key=enrollment["email"] or f"candidate:{enrollment['candidate_id']}",
+            candidate_id=enrollment["candidate_id"],
+            now=now,
+            time_zone=candidate.get("time_zone"),
+            send_window=_window(step, sequence),
+            event={"source": "sequence", "id": f"{enrollment['id']}", "type": "step"},
+            enrollment_id=int(enrollment["id"]),
+        )
+        await self.local.apply(conn, queued, context, enrollment["candidate_id"], now)
+        tick.actions.append(queued)
+        return self._set(
+            tick, row, "fired", None, now, f"{action.type}:{queued['payload']['params']}"
+        )
 
     @staticmethod
     def _missed(misfire: Misfire, lateness: timedelta) -> bool:
@@ -212,79 +217,36 @@ class StepRunner:
             return lateness > SKIP_TOLERANCE
         return lateness > parse_duration(misfire.grace)
 
-    async def _schedule_next(self, conn: AsyncConnection, row: Any, step: Step) -> None:
+    @staticmethod
+    def _schedule_next(tick: _Tick, row: Any, step: Step) -> None:
         if step.repeat is None:
             return
         occurrence = int(row["occurrence"]) + 1
         if step.repeat.times is not None and occurrence >= step.repeat.times:
             return
-        due = row["due_at"] + parse_duration(step.repeat.every)
-        statement = (
-            queries._insert(conn, enrollment_steps)
-            .values(
-                enrollment_id=row["enrollment_id"],
-                step_id=step.id,
-                occurrence=occurrence,
-                due_at=due,
-                status="pending",
-            )
-            .on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "occurrence"])
+        tick.next_steps.append(
+            {
+                "enrollment_id": row["enrollment_id"],
+                "step_id": step.id,
+                "occurrence": occurrence,
+                "due_at": row["due_at"] + parse_duration(step.repeat.every),
+                "status": "pending",
+            }
         )
-        await conn.execute(statement)
 
-    async def _complete_if_done(
-        self, conn: AsyncConnection, enrollment: Any, now: datetime
-    ) -> None:
-        remaining = (
-            await conn.execute(
-                select(enrollment_steps.c.id)
-                .where(
-                    enrollment_steps.c.enrollment_id == enrollment["id"],
-                    enrollment_steps.c.status == "pending",
-                )
-                .limit(1)
-            )
-        ).first()
-        if remaining is None:
-            await conn.execute(
-                update(enrollments)
-                .where(enrollments.c.id == enrollment["id"])
-                .values(status="completed", reason="all steps done", ended_at=now)
-            )
-
-    async def _context(self, conn: AsyncConnection, enrollment: Any, row: Any) -> dict[str, Any]:
+    async def _context(
+        self, conn: AsyncConnection, tick: _Tick, enrollment: Any, row: Any
+    ) -> dict[str, Any]:
         """The candidate's current data, as StepContext describes it."""
         context = dict(enrollment["context"])
-        snapshot = (
-            await conn.execute(
-                select(candidate_snapshots.c.candidate).where(
-                    candidate_snapshots.c.candidate_id == enrollment["candidate_id"]
-                )
-            )
-        ).scalar_one_or_none()
+        snapshot = tick.snapshots.get(enrollment["candidate_id"])
         if snapshot is not None:
             context["candidate"] = snapshot
         context.setdefault(
             "candidate", {"id": enrollment["candidate_id"], "email": enrollment["email"]}
         )
         job = (context.get("application") or {}).get("job") or {}
-        roles: list[Any] = []
-        if job.get("department"):
-            roles = list(
-                (
-                    await conn.execute(
-                        select(jobs.c.job)
-                        .where(
-                            jobs.c.status == "open",
-                            jobs.c.department == job["department"],
-                            jobs.c.job_id != str(job.get("id")),
-                        )
-                        .order_by(jobs.c.updated_at.desc())
-                        .limit(3)
-                    )
-                ).scalars()
-            )
-        context["matching_roles"] = roles
+        context["matching_roles"] = await tick.roles(conn, job)
         context["enrollment"] = {
             "sequence": enrollment["sequence_id"],
             "key": enrollment["key"] or None,
@@ -293,6 +255,108 @@ class StepRunner:
             "occurrence": int(row["occurrence"]),
         }
         return StepContext.model_validate(context).model_dump(mode="json")
+
+
+_OUTBOX_DEFAULTS = {"finished_at": None, "result": None, "last_error": None, "lease_until": None}
+
+
+@dataclass
+class _Tick:
+    """One batch: what it read once, and the writes it sends as one statement per kind."""
+
+    enrollments: dict[int, Any]
+    snapshots: dict[str, Any]
+    step_updates: list[dict[str, Any]] = field(default_factory=list)
+    next_steps: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+    _roles: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    async def load(cls, conn: AsyncConnection, due: Any) -> _Tick:
+        ids = sorted({int(row["enrollment_id"]) for row in due})
+        # locked in id order on PostgreSQL: firings of one enrolment take turns, so the last
+        # one sees the others and completes it; the order keeps two runners from deadlocking
+        query = _locked(
+            conn, select(enrollments).where(enrollments.c.id.in_(ids)).order_by(enrollments.c.id)
+        )
+        found = {int(r["id"]): r for r in (await conn.execute(query)).mappings().all()}
+        candidates = sorted({str(r["candidate_id"]) for r in found.values()})
+        snapshots = {
+            str(candidate_id): candidate
+            for candidate_id, candidate in (
+                await conn.execute(
+                    select(
+                        candidate_snapshots.c.candidate_id, candidate_snapshots.c.candidate
+                    ).where(candidate_snapshots.c.candidate_id.in_(candidates))
+                )
+            ).all()
+        }
+        return cls(found, snapshots)
+
+    async def roles(self, conn: AsyncConnection, job: dict[str, Any]) -> list[Any]:
+        department = job.get("department")
+        if not department:
+            return []
+        key = (str(department), str(job.get("id")))
+        if key not in self._roles:
+            self._roles[key] = list(
+                (
+                    await conn.execute(
+                        select(jobs.c.job)
+                        .where(
+                            jobs.c.status == "open",
+                            jobs.c.department == department,
+                            jobs.c.job_id != str(job.get("id")),
+                        )
+                        .order_by(jobs.c.updated_at.desc())
+                        .limit(3)
+                    )
+                ).scalars()
+            )
+        return self._roles[key]
+
+    async def flush(self, conn: AsyncConnection, now: datetime) -> None:
+        if self.actions:
+            rows = [{**_OUTBOX_DEFAULTS, **row} for row in self.actions]
+            await conn.execute(
+                queries._insert(conn, outbox).on_conflict_do_nothing(
+                    index_elements=["idempotency_key"]
+                ),
+                rows,
+            )
+        if self.step_updates:
+            await conn.execute(
+                update(enrollment_steps)
+                .where(enrollment_steps.c.id == bindparam("step_pk"))
+                .values(
+                    status=bindparam("new_status"),
+                    reason=bindparam("new_reason"),
+                    fired_at=bindparam("new_fired"),
+                ),
+                self.step_updates,
+            )
+        if self.next_steps:
+            await conn.execute(
+                queries._insert(conn, enrollment_steps).on_conflict_do_nothing(
+                    index_elements=["enrollment_id", "step_id", "occurrence"]
+                ),
+                self.next_steps,
+            )
+        if self.touched:
+            pending = select(enrollment_steps.c.id).where(
+                enrollment_steps.c.enrollment_id == enrollments.c.id,
+                enrollment_steps.c.status == "pending",
+            )
+            await conn.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.id.in_(sorted(self.touched)),
+                    enrollments.c.status == "active",
+                    ~pending.exists(),
+                )
+                .values(status="completed", reason="all steps done", ended_at=now)
+            )
 
 
 def _locked(conn: AsyncConnection, query: Any) -> Any:
