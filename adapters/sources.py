@@ -8,6 +8,7 @@ is not the vendor's shape (naming the field); 202 for a known event nurture does
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from adapters.ashby.webhooks import parse_webhook as parse_ashby
 from adapters.greenhouse.webhooks import parse_webhook as parse_greenhouse
@@ -103,3 +104,41 @@ def ashby(secrets: Sequence[str]) -> VerifiedSource:
 
 def hubspot(secrets: Sequence[str], lookup_email: LookupEmail) -> HubSpotSource:
     return HubSpotSource(HubSpotVerifier(secrets), lookup_email)
+
+
+class LeverSource:
+    """Lever signs only ``token + triggeredAt`` and sends ids, so the event is read back from
+    Lever's API (the client) after the signature is checked."""
+
+    name = "lever"
+
+    def __init__(self, secrets: Sequence[str], reader: Any) -> None:
+        from adapters.signatures import LeverVerifier
+
+        self.verifier = LeverVerifier(secrets)
+        self.reader = reader
+
+    async def receive(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> Received:
+        from adapters.lever.webhooks import verify_and_parse
+
+        request = InboundRequest(headers=headers, body=body, method=method, url=url)
+        try:
+            outcome = await verify_and_parse(request, verifier=self.verifier, reader=self.reader)
+        except SignatureError as exc:
+            raise InputRejected(
+                401, f"signature_{exc.reason}", f"{exc.detail} ({exc.field or 'signature'})"
+            ) from None
+        except PayloadError as exc:
+            raise InputRejected(400, "bad_payload", str(exc)) from None
+        if isinstance(outcome, Ignored):
+            return Received(ignored=outcome.reason)
+        return Received(
+            events=tuple(outcome.events),
+            ignored="; ".join(i.reason for i in outcome.ignored) or None,
+        )
+
+
+def lever(secrets: Sequence[str], reader: Any) -> LeverSource:
+    return LeverSource(secrets, reader)

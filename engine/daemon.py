@@ -190,7 +190,12 @@ class Daemon:
             store, config, self.clock, crm, alert_targets, ats=ats, notifier=notifier, links=links
         )
         known: dict[str, WebhookSource] = {}
-        gh, ash = daemon.vendors.greenhouse, daemon.vendors.ashby
+        gh, ash, lev = daemon.vendors.greenhouse, daemon.vendors.ashby, daemon.vendors.lever
+        if lev is not None:
+            known["lever"] = sources.lever(
+                [self.env[n] for n in lev.webhook_secret_envs if self.env.get(n)] or ["unset"],
+                self._lever(daemon, session),
+            )
         if gh is not None:
             known["greenhouse"] = sources.greenhouse(
                 [self.env[n] for n in gh.webhook_secret_envs if self.env.get(n)] or ["unset"]
@@ -203,10 +208,22 @@ class Daemon:
             known["hubspot"] = sources.hubspot([self.env[hub.client_secret_env]], crm.contact_email)
         return runtime, known, links
 
+    def _lever(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> Any:
+        from adapters.lever.client import LeverClient
+
+        lev = daemon.vendors.lever
+        assert lev is not None
+        return LeverClient(
+            session, self.env.get(lev.api_key_env, ""), lev.perform_as, base_url=lev.base_url
+        )
+
     def _ats(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> AtsPort | None:
+        if daemon.ats == "lever" and daemon.vendors.lever is not None:
+            port: AtsPort = self._lever(daemon, session)
+            return port
         gh = daemon.vendors.greenhouse
         if daemon.ats != "greenhouse" or gh is None:
-            return None  # Lever and Ashby write-backs arrive with their clients
+            return None  # Ashby write-backs arrive with its client
         from adapters.greenhouse.harvest import BasicAuth, HarvestClient, OAuthClientCredentials
 
         auth: BasicAuth | OAuthClientCredentials
