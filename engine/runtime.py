@@ -7,7 +7,7 @@ what runs.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,7 +21,7 @@ from engine.handlers_writeback import WritebackHandlers
 from engine.intake import AlertSettings, Intake
 from engine.links import LinkSigner
 from engine.local_actions import LocalActions
-from engine.outbox import Dispatcher, RetryPolicy
+from engine.outbox import Dispatcher, Handler, RetryPolicy
 from engine.ports import AlertPort, AtsPort, CrmPort, NotifierPort
 from engine.sequences import Sequencer
 from engine.steps import StepRunner
@@ -68,6 +68,7 @@ class Runtime:
         ats: AtsPort | None = None,
         notifier: NotifierPort | None = None,
         links: LinkSigner | None = None,
+        extra_handlers: Mapping[str, Handler] | None = None,
     ) -> Runtime:
         settings = alerts or alert_settings(config)
         rules = RuleSet.build(config, clock)
@@ -76,6 +77,8 @@ class Runtime:
         handlers = CrmHandlers(store, crm, config, clock, guardrails, links).handlers()
         if ats is not None and notifier is not None:
             handlers.update(WritebackHandlers(ats, notifier).handlers())
+        if extra_handlers:
+            handlers.update(extra_handlers)  # e.g. {'http.request': HttpActionHandler(...)}
         dispatcher = Dispatcher(
             store,
             handlers,

@@ -36,7 +36,7 @@ async def test_a_signed_lever_delivery_is_read_back_and_stored_and_a_forged_one_
     store: Store,
     clock: ManualClock,
     make_config: Callable[[str], ConfigSet],
-    client: LeverClient,
+    client: LeverClient,  # noqa: F811 - the fixture, imported above
     lever: tuple[LeverSimulator, str],  # noqa: F811
 ) -> None:
     recorder = Recorder(clock)
