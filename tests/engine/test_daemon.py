@@ -244,3 +244,42 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
     assert "reload_rejected" in decisions and "reloaded" in decisions
     assert "person1@example.com" not in log  # addresses are redacted in the logs
     assert "hs-token" not in log and SECRET not in log  # and no secret ever appears
+
+
+async def test_sigterm_under_load_loses_nothing_that_was_acknowledged(
+    daemon: tuple[Running, HubSpotSimulator],
+) -> None:
+    running, hubspot = daemon
+    hubspot.latency = 0.02  # slow CRM: actions are still in flight when SIGTERM arrives
+    await running.start()
+    acknowledged: list[int] = []
+
+    async def post(n: int) -> None:
+        try:
+            status, _ = await running.webhook(application(n), f"load-{n}")
+        except aiohttp.ClientError:
+            return  # the daemon went away mid-request: not acknowledged, the vendor retries
+        if status == 200:
+            acknowledged.append(n)
+
+    senders = [asyncio.create_task(post(n)) for n in range(60)]
+    await until(lambda: _at_least(acknowledged, 15), "some acknowledged webhooks")
+    running.signal(signal.SIGTERM)
+    await asyncio.gather(*senders)
+    assert await running.stopped() == 0
+    assert len(acknowledged) >= 15
+
+    await running.start()  # the restart finishes what was acknowledged and left pending
+
+    async def all_done() -> bool:
+        emails = set(hubspot.state.by_email)
+        return all(f"person{n}@example.com" in emails for n in acknowledged)
+
+    await until(all_done, "every acknowledged application to reach the CRM", timeout=60)
+    assert hubspot.stats()["duplicate_emails"] == 0
+    running.signal(signal.SIGTERM)
+    assert await running.stopped() == 0
+
+
+async def _at_least(items: list[int], count: int) -> bool:
+    return len(items) >= count
