@@ -186,10 +186,25 @@ class Daemon:
             if len(link_secret) >= 16
             else None
         )
+        from adapters.generic import HttpActionHandler, StandardWebhooksSource
+
         runtime = Runtime.build(
-            store, config, self.clock, crm, alert_targets, ats=ats, notifier=notifier, links=links
+            store,
+            config,
+            self.clock,
+            crm,
+            alert_targets,
+            ats=ats,
+            notifier=notifier,
+            links=links,
+            extra_handlers={"http.request": HttpActionHandler(session, self.env)},
         )
         known: dict[str, WebhookSource] = {}
+        generic = daemon.vendors.generic
+        if generic is not None:
+            secrets = [self.env[n] for n in generic.webhook_secret_envs if self.env.get(n)]
+            if secrets:
+                known["generic"] = StandardWebhooksSource(secrets)
         gh, ash, lev = daemon.vendors.greenhouse, daemon.vendors.ashby, daemon.vendors.lever
         if lev is not None:
             known["lever"] = sources.lever(

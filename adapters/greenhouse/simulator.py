@@ -56,6 +56,8 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.simulation import Fault, fault_route, take_fault
+
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VISIBILITIES = ("admin_only", "private", "public")
 MAX_PER_PAGE = 500
@@ -82,14 +84,6 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
         return None
     user, _, password = decoded.partition(":")
     return user, password
-
-
-@dataclass
-class Fault:
-    status: int
-    retry_after: float | None = None
-    path_prefix: str = "/"
-    remaining: int = 1
 
 
 @dataclass
@@ -194,7 +188,7 @@ class HarvestSimulator:
         r.add_post("/v1/candidates/{cid}/activity_feed/notes", self._add_note)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
-        r.add_post("/_faults", self._add_fault)
+        r.add_post("/_faults", fault_route(self.fail_next, "/v1"))
         return app
 
     # -- middleware: record, auth, audit header, rate limit, faults --------------------------
@@ -275,16 +269,12 @@ class HarvestSimulator:
             return _message(403, "A request body is not allowed on GET")
         if request.method in WRITE_METHODS and not request.headers.get("On-Behalf-Of"):
             return _message(403, "Missing required header: On-Behalf-Of")
-        for fault in self.state.faults:
-            if fault.remaining > 0 and request.path.startswith(fault.path_prefix):
-                fault.remaining -= 1
-                if fault.status == 429:
-                    self.state.rate_limited += 1
-                    return self._too_many(fault.retry_after or 1)
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = str(int(fault.retry_after))
-                return _message(fault.status, "injected fault", headers)
+        fault = take_fault(self.state.faults, request.path)
+        if fault is not None:
+            if fault.status == 429:
+                self.state.rate_limited += 1
+                return self._too_many(fault.retry_after or 1)
+            return _message(fault.status, "injected fault", fault.headers())
         cid = request.match_info.get("cid")
         if (
             request.method in WRITE_METHODS
@@ -437,16 +427,6 @@ class HarvestSimulator:
                 "notes_by_candidate": self.state.notes,
             }
         )
-
-    async def _add_fault(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.fail_next(
-            int(body["status"]),
-            times=int(body.get("times", 1)),
-            retry_after=body.get("retry_after"),
-            path_prefix=str(body.get("path_prefix", "/v1")),
-        )
-        return web.json_response({"ok": True})
 
 
 def main() -> None:  # pragma: no cover - manual use

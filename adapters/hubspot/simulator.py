@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.simulation import Fault, fault_route, take_fault
+
 
 def _error(status: int, category: str, message: str) -> web.Response:
     return web.json_response(
@@ -33,14 +35,6 @@ def _error(status: int, category: str, message: str) -> web.Response:
         },
         status=status,
     )
-
-
-@dataclass
-class Fault:
-    status: int
-    retry_after: float | None = None
-    path_prefix: str = "/"
-    remaining: int = 1
 
 
 @dataclass
@@ -109,7 +103,7 @@ class HubSpotSimulator:
         r.add_get("/email/public/v1/subscriptions/timeline", self._timeline)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
-        r.add_post("/_faults", self._add_fault)
+        r.add_post("/_faults", fault_route(self.fail_next))
         return app
 
     @web.middleware
@@ -121,26 +115,22 @@ class HubSpotSimulator:
             await asyncio.sleep(self.latency)  # the vendor's own latency, simulated
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
-        for fault in self.state.faults:
-            if fault.remaining > 0 and request.path.startswith(fault.path_prefix):
-                fault.remaining -= 1
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = str(int(fault.retry_after))
-                if fault.status == 429:
-                    response = web.json_response(
-                        {
-                            "status": "error",
-                            "message": "You have reached your ten_secondly_rolling limit.",
-                            "errorType": "RATE_LIMIT",
-                            "correlationId": str(uuid.uuid4()),
-                            "policyName": "TEN_SECONDLY_ROLLING",
-                        },
-                        status=429,
-                        headers=headers,
-                    )
-                    return response
-                return _error(fault.status, "INTERNAL_ERROR", "injected fault")
+        fault = take_fault(self.state.faults, request.path)
+        if fault is not None:
+            headers = fault.headers()
+            if fault.status == 429:
+                return web.json_response(
+                    {
+                        "status": "error",
+                        "message": "You have reached your ten_secondly_rolling limit.",
+                        "errorType": "RATE_LIMIT",
+                        "correlationId": str(uuid.uuid4()),
+                        "policyName": "TEN_SECONDLY_ROLLING",
+                    },
+                    status=429,
+                    headers=headers,
+                )
+            return _error(fault.status, "INTERNAL_ERROR", "injected fault")
         return await handler(request)  # type: ignore[no-any-return]
 
     # -- contacts -------------------------------------------------------------------------
@@ -307,16 +297,6 @@ class HubSpotSimulator:
                 "contacts_by_email": self.state.by_email,
             }
         )
-
-    async def _add_fault(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.fail_next(
-            int(body["status"]),
-            times=int(body.get("times", 1)),
-            retry_after=body.get("retry_after"),
-            path_prefix=str(body.get("path_prefix", "/")),
-        )
-        return web.json_response({"ok": True})
 
 
 def main() -> None:  # pragma: no cover - manual use

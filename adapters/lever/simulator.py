@@ -58,6 +58,8 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from adapters.simulation import Fault, fault_route, take_fault
+
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_LIMIT = 100
 
@@ -117,14 +119,6 @@ def _basic_user(header: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     return decoded.partition(":")[0]
-
-
-@dataclass
-class Fault:
-    status: int
-    retry_after: float | None = None
-    path_prefix: str = "/"
-    remaining: int = 1
 
 
 @dataclass
@@ -314,7 +308,7 @@ class LeverSimulator:
         r.add_get("/v1/postings/{id}", self._get_posting)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
-        r.add_post("/_faults", self._add_fault)
+        r.add_post("/_faults", fault_route(self.fail_next))
         return app
 
     # -- middleware: record, auth, rate limit, faults, perform_as ---------------------------
@@ -358,16 +352,12 @@ class LeverSimulator:
         limited = self._count()
         if limited is not None:
             return limited
-        for fault in self.state.faults:
-            if fault.remaining > 0 and request.path.startswith(fault.path_prefix):
-                fault.remaining -= 1
-                if fault.status == 429:
-                    self.state.rate_limited += 1
-                    return self._too_many(fault.retry_after or 1)
-                headers = {}
-                if fault.retry_after is not None:
-                    headers["Retry-After"] = str(int(fault.retry_after))
-                return _error(fault.status, "InjectedFault", "injected fault", headers=headers)
+        fault = take_fault(self.state.faults, request.path)
+        if fault is not None:
+            if fault.status == 429:
+                self.state.rate_limited += 1
+                return self._too_many(fault.retry_after or 1)
+            return _error(fault.status, "InjectedFault", "injected fault", headers=fault.headers())
         if request.method in WRITE_METHODS:
             user = request.query.get("perform_as")
             if not user:
@@ -554,16 +544,6 @@ class LeverSimulator:
 
     async def _stats(self, _request: web.Request) -> web.Response:
         return web.json_response({**self.stats(), "notes_by_opportunity": self.state.notes})
-
-    async def _add_fault(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.fail_next(
-            int(body["status"]),
-            times=int(body.get("times", 1)),
-            retry_after=body.get("retry_after"),
-            path_prefix=str(body.get("path_prefix", "/")),
-        )
-        return web.json_response({"ok": True})
 
 
 def main() -> None:  # pragma: no cover - manual use

@@ -76,7 +76,16 @@ class HubSpot(Model):
     poll_every: Duration = "1m"
 
 
+class GenericWebhooks(Model):
+    """Canonical events POSTed to /webhooks/generic, signed per the Standard Webhooks spec."""
+
+    webhook_secret_envs: list[EnvVarName] = Field(
+        min_length=1, description="whsec_... secrets; several while rotating"
+    )
+
+
 class Vendors(Model):
+    generic: GenericWebhooks | None = None
     greenhouse: Greenhouse | None = None
     lever: Lever | None = None
     ashby: Ashby | None = None
