@@ -10,7 +10,7 @@ caused it, so nothing fires after an unsubscribe is accepted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -264,6 +264,103 @@ class Sequencer:
         ]
         await conn.execute(enrollment_steps.insert(), rows)
         return f"enrolled ({len(rows)} step(s))"
+
+    async def enroll_many(
+        self,
+        conn: AsyncConnection,
+        sequence_id: str,
+        items: Iterable[tuple[str, str | None, dict[str, Any]]],
+        now: datetime,
+    ) -> int:
+        """Enrol many candidates at once (a backfill): ``(candidate_id, email, data)`` each.
+
+        The same policies as ``enroll`` (one enrolment per candidate and key, ``reenroll``,
+        one nurture sequence at a time), decided for the whole batch with one query each, and
+        written with two multi-row INSERTs. Already-enrolled candidates are left as they are
+        (no reschedule). Returns how many were enrolled.
+        """
+        compiled = self.compiled[sequence_id]
+        sequence = compiled.sequence
+        wanted: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {}
+        for candidate_id, email, data in items:
+            key = ""
+            if compiled.key is not None:
+                value = compiled.key(data)
+                if value is None:
+                    continue
+                key = str(value)
+            wanted.setdefault((candidate_id, key), (email, data))
+        if not wanted:
+            return 0
+        candidates = sorted({candidate for candidate, _ in wanted})
+        existing = (
+            await conn.execute(
+                select(enrollments.c.candidate_id, enrollments.c.key, enrollments.c.status).where(
+                    enrollments.c.sequence_id == sequence_id,
+                    enrollments.c.candidate_id.in_(candidates),
+                )
+            )
+        ).all()
+        taken = {
+            (str(c), str(k))
+            for c, k, status in existing
+            if status == "active" or sequence.reenroll == "never"
+        }
+        exclusive = sequence.category == "nurture" and not sequence.allow_concurrent
+        busy: set[str] = set()
+        if exclusive:
+            others = await conn.execute(
+                select(enrollments.c.candidate_id).where(
+                    enrollments.c.candidate_id.in_(candidates),
+                    enrollments.c.status == "active",
+                    enrollments.c.exclusive.is_(True),
+                    enrollments.c.sequence_id != sequence_id,
+                )
+            )
+            busy = {str(c) for c in others.scalars()}
+        chosen = [
+            (candidate, key, email, data)
+            for (candidate, key), (email, data) in wanted.items()
+            if (candidate, key) not in taken and candidate not in busy
+        ]
+        if not chosen:
+            return 0
+        inserted = await conn.execute(
+            enrollments.insert().returning(enrollments.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "sequence_id": sequence_id,
+                    "candidate_id": candidate,
+                    "key": key,
+                    "email": email,
+                    "category": sequence.category,
+                    "exclusive": exclusive,
+                    "status": "active",
+                    "reason": None,
+                    "started_at": now,
+                    "ended_at": None,
+                    "context": {
+                        k: data[k]
+                        for k in ("candidate", "application", "interview", "contact")
+                        if isinstance(data.get(k), dict)
+                    },
+                }
+                for candidate, key, email, data in chosen
+            ],
+        )
+        steps = [
+            {
+                "enrollment_id": int(enrollment_id),
+                "step_id": step.id,
+                "occurrence": 0,
+                "due_at": self._due(compiled, step.id, step.at, data, now),
+                "status": "pending",
+            }
+            for enrollment_id, (_, _, _, data) in zip(inserted.scalars(), chosen, strict=True)
+            for step in sequence.steps
+        ]
+        await conn.execute(enrollment_steps.insert(), steps)
+        return len(chosen)
 
     def _due(
         self,
