@@ -348,12 +348,18 @@ class Sequencer:
                 for candidate, key, email, data in chosen
             ],
         )
+        # without anchors every enrolment's steps are due at the same offsets from now:
+        # compute them once instead of once per candidate
+        anchored = compiled.anchor is not None or bool(compiled.step_anchors)
+        fixed = {step.id: now + parse_duration(step.at) for step in sequence.steps}
         steps = [
             {
                 "enrollment_id": int(enrollment_id),
                 "step_id": step.id,
                 "occurrence": 0,
-                "due_at": self._due(compiled, step.id, step.at, data, now),
+                "due_at": (
+                    self._due(compiled, step.id, step.at, data, now) if anchored else fixed[step.id]
+                ),
                 "status": "pending",
             }
             for enrollment_id, (_, _, _, data) in zip(inserted.scalars(), chosen, strict=True)
