@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.config.load import ConfigSet
+from engine.config.model import link_variable
 from engine.errors import ContactExists
 from engine.guardrails import Guardrails, Window
 from engine.identity import normalise_email
@@ -149,7 +150,7 @@ class CrmHandlers:
                     "configured (server.link_secret_env)"
                 )
             sequence, _, step = job.rule_id.partition("/")
-            variables[link.replace("-", "_") + "_url"] = self.links.url(
+            variables[link_variable(link)] = self.links.url(
                 job.candidate_id or "",
                 to,
                 link,

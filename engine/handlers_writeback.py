@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine.config.model import PLACEHOLDER
 from engine.outbox import ActionFailed, Handler
 from engine.ports import AtsPort, NotifierPort
 from engine.store.queries import Claimed
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def fill(text: str, fields: dict[str, Any]) -> str:
@@ -24,7 +23,7 @@ def fill(text: str, fields: dict[str, Any]) -> str:
         found = fields.get(match.group(1))
         return "" if found is None else str(found)
 
-    return _PLACEHOLDER.sub(value, text)
+    return PLACEHOLDER.sub(value, text)
 
 
 def _candidate(job: Claimed) -> str:

@@ -7,6 +7,7 @@ the schema an editor uses and the objects the engine runs cannot drift apart.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field
@@ -109,6 +110,15 @@ class Sequence(Model):
     send_window: SendWindow | None = None
     misfire: Misfire = Misfire()
     steps: list[Step] = Field(min_length=1)
+
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""``{name}`` in a subject, note or message: filled from the field (or variable) ``name``."""
+
+
+def link_variable(link: str) -> str:
+    """The variable a signed link fills: ``keep-me-posted`` -> ``keep_me_posted_url``."""
+    return link.replace("-", "_") + "_url"
 
 
 class Template(Model):

@@ -7,7 +7,6 @@ typed-mapping errors of its neighbours.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -18,13 +17,12 @@ from engine.config.actions import ActionBase, Enroll, Exit, NotifyEmail, NotifyS
 from engine.config.daemon import DaemonConfig
 from engine.config.diagnostics import Diagnostic, Severity, did_you_mean, one_of, shorten
 from engine.config.loader import Document, escape
-from engine.config.model import Rule, Sequence, Template
+from engine.config.model import PLACEHOLDER, Rule, Sequence, Template, link_variable
 from engine.config.schema import Schema, event_data_schema, step_context_schema
 from engine.config.typecheck import PathChecker, _Type
 from engine.config.types import parse_duration
 
 T = TypeVar("T")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -225,7 +223,7 @@ class SemanticChecker:
     def _placeholders(
         self, document: Document, pointer: str, text: str, action: ActionBase
     ) -> None:
-        for match in _PLACEHOLDER.finditer(text):
+        for match in PLACEHOLDER.finditer(text):
             name = match.group(1)
             if name not in action.fields:
                 self.out.report(
@@ -272,7 +270,11 @@ class SemanticChecker:
                     hint=did_you_mean(variable, action.fields),
                     key=True,
                 )
-        declared = {*template.item.variables, *(_link_var(x) for x in template.item.links), "to"}
+        declared = {
+            *template.item.variables,
+            *(link_variable(x) for x in template.item.links),
+            "to",
+        }
         for target in action.fields:
             if target not in declared:
                 self.out.report(
@@ -464,8 +466,8 @@ class SemanticChecker:
     # -- templates and the daemon config -------------------------------------------------
     def _template(self, located: Located[Template]) -> None:
         template, document, pointer = located.item, located.document, located.pointer
-        known = {*template.variables, *(_link_var(x) for x in template.links)}
-        for name in _PLACEHOLDER.findall(template.subject):
+        known = {*template.variables, *(link_variable(x) for x in template.links)}
+        for name in PLACEHOLDER.findall(template.subject):
             if name not in known:
                 self.out.report(
                     document,
@@ -540,10 +542,6 @@ class SemanticChecker:
 
 
 _UNUSED_HINT = "use it (sequence.enroll or crm.send_email) or remove it"
-
-
-def _link_var(link: str) -> str:
-    return link.replace("-", "_") + "_url"
 
 
 _REQUIRED_HINTS = {
