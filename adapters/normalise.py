@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeAlias
 
 from pydantic import ValidationError
 
+import engine
 from engine import EVENT_DATA, Event
 
 
@@ -307,11 +308,8 @@ def first_time(*candidates: datetime | None, clock: Clock) -> datetime:
 
 
 def normalise_email(value: str | None) -> str | None:
-    """An address trimmed and lower-cased; ``None`` for a missing or blank one."""
-    if value is None:
-        return None
-    address = value.strip().lower()
-    return address or None
+    """The engine's normalisation, so a vendor address and the identity link always agree."""
+    return engine.normalise_email(value)
 
 
 def email_list(addresses: Iterable[tuple[str | None, str | None]]) -> list[str]:

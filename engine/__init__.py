@@ -20,6 +20,7 @@ from engine.errors import StoreError as StoreError
 from engine.events import EVENT_DATA as EVENT_DATA
 from engine.events import EVENT_TYPES as EVENT_TYPES
 from engine.events import Event as Event
+from engine.identity import normalise_email as normalise_email
 
 __all__ = [
     "EVENT_DATA",
@@ -37,4 +38,5 @@ __all__ = [
     "LoadResult",
     "StoreError",
     "load_config",
+    "normalise_email",
 ]
