@@ -49,7 +49,10 @@ def _properties(fields: Mapping[str, Any], email: str) -> dict[str, str]:
 
 
 class CrmHandlers:
-    """crm.upsert_contact, crm.update_contact, crm.add_to_list, crm.send_email, suppress."""
+    """crm.upsert_contact, crm.update_contact, crm.add_to_list, crm.send_email.
+
+    ``suppress`` is not here: it runs inside the deciding transaction (``local_actions``).
+    """
 
     def __init__(
         self,
@@ -73,7 +76,6 @@ class CrmHandlers:
             "crm.update_contact": self.update_contact,
             "crm.add_to_list": self.add_to_list,
             "crm.send_email": self.send_email,
-            "suppress": self.suppress,
         }
 
     async def _email(self, job: Claimed, field: str = "email") -> str:
@@ -181,11 +183,3 @@ class CrmHandlers:
         if len(recent) >= rails.cap_max:
             until = recent[len(recent) - rails.cap_max] + rails.cap_per
             raise ActionDeferred(until, f"frequency cap ({rails.cap_max} per {rails.cap_per})")
-
-    async def suppress(self, job: Claimed) -> dict[str, Any]:
-        email = await self._email(job)
-        async with self.store.transaction() as conn:
-            added = await queries.suppress(
-                conn, email, str(job.payload["params"]["reason"]), self.clock.now()
-            )
-        return {"added": added}
