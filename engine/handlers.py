@@ -1,6 +1,6 @@
 """What each action type does when the outbox runs it.
 
-CRM actions go through a ``CrmPort``; ``suppress`` writes the store. Lookup-before-create is
+CRM actions go through a ``CrmPort``. Lookup-before-create is
 race-free in three layers: one person's actions run one at a time (the ordering key is the
 email); our identity link remembers the contact id the moment we learn it, so an eventually
 consistent CRM search is only the second source; and a create that finds the email taken
