@@ -35,6 +35,7 @@ from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.types import parse_duration
 from engine.links import LinkSigner
 from engine.metrics import Metrics
+from engine.outbox import work
 from engine.ports import AlertPort, AtsPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
@@ -122,6 +123,8 @@ class Daemon:
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.runtime: Runtime | None = None
+        # vendor limits belong to the account, not to one config version: a reload keeps them
+        self._hubspot_limiter: Any = None
         self.config: ConfigSet | None = None
         self._mtimes: dict[Path, float] = {}
 
@@ -153,7 +156,7 @@ class Daemon:
     ) -> tuple[Runtime, dict[str, WebhookSource], LinkSigner | None]:
         from adapters import sources
         from adapters.hubspot.client import HubSpotClient
-        from adapters.ratelimit import HUBSPOT_PER_10S, WindowLimiter
+        from adapters.ratelimit import HUBSPOT_PER_10S
         from adapters.slack.client import SlackWebhook
         from adapters.smtp.client import from_config as smtp_target
 
@@ -165,7 +168,7 @@ class Daemon:
             session,
             hub.base_url,
             self.env.get(hub.token_env, ""),
-            limiter=WindowLimiter(HUBSPOT_PER_10S[hub.tier], 10.0) if vendor_limits else None,
+            limiter=self._limiter(HUBSPOT_PER_10S[hub.tier]) if vendor_limits else None,
         )
         alert_targets: list[AlertPort] = []
         slack_ports: dict[str, AlertPort] = {}
@@ -222,6 +225,57 @@ class Daemon:
         if hub.client_secret_env and self.env.get(hub.client_secret_env):
             known["hubspot"] = sources.hubspot([self.env[hub.client_secret_env]], crm.contact_email)
         return runtime, known, links
+
+    def _limiter(self, per_10s: int) -> Any:
+        from adapters.ratelimit import WindowLimiter
+
+        if self._hubspot_limiter is None:
+            self._hubspot_limiter = WindowLimiter(per_10s, 10.0)
+        return self._hubspot_limiter
+
+    async def _poll(
+        self, session: aiohttp.ClientSession, store: Store, wake: asyncio.Event
+    ) -> None:
+        """HubSpot pushes no opens, clicks or unsubscribes: read them every ``poll_every``."""
+        from adapters.hubspot.poller import EngagementPoller
+        from engine.cursors import StoreCursors
+
+        assert self.config is not None and self.config.daemon is not None
+        hub = self.config.daemon.vendors.hubspot
+        assert hub is not None
+
+        async def accept(event: Any) -> Any:
+            outcome = await self._runtime().intake.accept(event)
+            wake.set()
+            return outcome
+
+        poller = EngagementPoller(
+            session,
+            hub.base_url,
+            self.env.get(hub.token_env, ""),
+            StoreCursors(store, self.clock),
+            accept,
+            start=self.clock.now() - timedelta(days=1),
+            limiter=self._hubspot_limiter,
+        )
+        while True:
+            try:
+                count = await poller.poll_once()
+                if count:
+                    log.info(
+                        json.dumps({"decision": "polled", "vendor": "hubspot", "events": count})
+                    )
+            except Exception as exc:  # a failed poll is retried next interval, never fatal
+                log.warning(
+                    json.dumps(
+                        {
+                            "decision": "poll_failed",
+                            "vendor": "hubspot",
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    )
+                )
+            await asyncio.sleep(parse_duration(hub.poll_every).total_seconds())
 
     def _lever(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> Any:
         from adapters.lever.client import LeverClient
@@ -308,6 +362,7 @@ class Daemon:
                 )
             )
             watcher = asyncio.create_task(self._watch())
+            poller = asyncio.create_task(self._poll(session, store, wake))
             try:
                 while not self.stop.is_set():
                     stop_wait = asyncio.ensure_future(self.stop.wait())
@@ -323,6 +378,7 @@ class Daemon:
             finally:
                 self.state.accepting = False  # webhooks now get 503: the vendor retries
                 watcher.cancel()
+                poller.cancel()
                 keeper.shutdown()
                 worker_stop.set()
                 wake.set()
@@ -349,12 +405,7 @@ class Daemon:
 
     async def _work(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """The outbox workers, always on the current runtime (so a reload takes effect)."""
-        while not stop.is_set():
-            wake.clear()
-            if await self._runtime().dispatcher.run_once():
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=0.2)
+        await work(lambda: self._runtime().dispatcher, stop, wake, idle=0.2)
 
     async def _watch(self) -> None:
         while True:
@@ -406,11 +457,6 @@ class Daemon:
                 }
             )
         )
-
-
-def poll_interval(config: ConfigSet) -> float:
-    hub = config.daemon.vendors.hubspot if config.daemon else None
-    return parse_duration(hub.poll_every).total_seconds() if hub else 60.0
 
 
 async def run(config_path: Path, debug: bool = False) -> int:

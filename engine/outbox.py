@@ -136,14 +136,8 @@ class Dispatcher:
     async def run_forever(
         self, stop: asyncio.Event, wake: asyncio.Event, idle: float = 0.5
     ) -> None:
-        """The daemon's worker loop: runs batches, sleeps until woken or ``idle`` passes."""
-        while not stop.is_set():
-            wake.clear()  # before claiming: a wake during the claim is not lost
-            batch = await self.run_once()
-            if batch:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=idle)
+        """The worker loop: runs batches, sleeps until woken or ``idle`` passes."""
+        await work(lambda: self, stop, wake, idle)
 
     async def _run(self, job: Claimed) -> _Write:
         """Run one action; returns the outcome to record (recorded for the whole batch)."""
@@ -234,3 +228,22 @@ class Dispatcher:
                 now=now,
                 window_start=since,
             )
+
+
+async def work(
+    dispatcher: Callable[[], Dispatcher],
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    idle: float = 0.5,
+) -> None:
+    """Run batches until ``stop``; between empty ones sleep until ``wake`` or ``idle``.
+
+    ``dispatcher`` is asked for on every batch, so a daemon that swaps its runtime on reload
+    keeps one loop.
+    """
+    while not stop.is_set():
+        wake.clear()  # before claiming: a wake during the claim is not lost
+        if await dispatcher().run_once():
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=idle)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,13 @@ rules:
       - action: crm.send_email
         params: {template: receipt}
         fields: {to: candidate.email, first_name: candidate.first_name}
+  - id: unsubscribe
+    description: CRM unsubscribe (polled from HubSpot) -> suppression
+    trigger: crm.contact.unsubscribed
+    actions:
+      - action: suppress
+        params: {reason: unsubscribed}
+        fields: {email: contact.email}
 templates:
   - id: receipt
     subject: "Thanks {first_name}"
@@ -165,7 +175,7 @@ vendors:
     api_key_env: GREENHOUSE_API_KEY
     on_behalf_of: "40211"
     webhook_secret_envs: [GREENHOUSE_WEBHOOK_SECRET]
-  hubspot: {{base_url: "{hub_url}", token_env: HUBSPOT_TOKEN}}
+  hubspot: {{base_url: "{hub_url}", token_env: HUBSPOT_TOKEN, poll_every: 1s}}
 alerting:
   targets: [{{name: ops, kind: slack, webhook_url_env: SLACK_URL}}]
 """)
@@ -203,6 +213,18 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
     await until(await delivered(1), "the first receipt")
     assert hubspot.stats()["contacts"] == 1
 
+    # HubSpot pushes no unsubscribes: the daemon's poller reads them and the rule suppresses
+    hubspot.add_unsubscribe("person1@example.com", int(time.time() * 1000))
+
+    async def suppressed() -> bool:
+        with contextlib.closing(sqlite3.connect(tmp_path / "nurture.db")) as db:
+            rows = db.execute(
+                "SELECT reason FROM suppressions WHERE email = ?", ("person1@example.com",)
+            ).fetchall()
+        return rows == [("unsubscribed",)]
+
+    await until(suppressed, "the polled unsubscribe to suppress the address")
+
     # a broken rule file: the running config stays, the reload metric says so
     rules = tmp_path / "rules" / "rules.yaml"
     rules.write_text(
@@ -217,11 +239,10 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
     assert (await running.webhook(application(2), "d2"))[0] == 200
     await until(await delivered(2), "a receipt under the old config")
 
-    # a good change: swapped in whole
+    # a good change, noticed by the file watcher alone (no signal): swapped in whole
     rules.write_text(
         RULES.replace('subject: "Thanks {first_name}"', 'subject: "Thank you, {first_name}"')
     )
-    running.signal(signal.SIGHUP)
 
     async def reloaded() -> bool:
         return await running.metric("nurture_last_reload_success") == 1.0
