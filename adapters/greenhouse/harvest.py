@@ -30,8 +30,8 @@ Decisions and doubtful facts:
 - v3 write routes for tags and notes were not captured [U], so the **v1 routes are used for
   writes under both auth modes**. Whether v1 routes accept a v3 bearer token is itself [U]; when
   Greenhouse publishes the v3 routes only ``_TAG_*`` / ``_NOTE`` paths need to change.
-- Errors are mapped as ``adapters.http.request_json`` maps them (``harvest_request`` is the same
-  call, keeping the response headers that ``Link`` paging needs): 429 (and 5xx, 408, 409) ->
+- Errors are mapped by the shared ``adapters.http.request`` (which also keeps the response
+  headers that ``Link`` paging needs): 429 (and 5xx, 408, 409) ->
   ``AdapterUnavailable`` with ``retry_after`` from ``Retry-After`` [V] (else from
   ``X-RateLimit-Reset``, read as a Unix timestamp [U unit]), so the engine's retry honours the
   rate limit; other 4xx -> ``AdapterRejected``. A 422 has its ``errors[]`` (``field: message``)
@@ -54,18 +54,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-from multidict import CIMultiDict
 
-from adapters.http import RETRYABLE_STATUS, parse_retry_after
+from adapters.http import Answer, request
 from engine import AdapterError, AdapterRejected, AdapterTimeout, AdapterUnavailable
 
 VENDOR = "greenhouse"
@@ -130,45 +128,6 @@ def parse_link_header(value: str | None) -> dict[str, str]:
     return links
 
 
-def _excerpt(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _error_message(body: Any, text: str) -> str:
-    """The vendor's message; a 422's ``errors[]`` appended as ``field: message``."""
-    if not isinstance(body, dict):
-        return _excerpt(text)
-    message = str(body.get("message") or body.get("error_description") or body.get("error") or "")
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        parts = []
-        for error in errors:
-            if isinstance(error, dict):
-                where = error.get("field")
-                what = str(error.get("message", ""))
-                parts.append(f"{where}: {what}" if where else what)
-        if parts:
-            message = f"{message} ({'; '.join(parts)})" if message else "; ".join(parts)
-    return message or _excerpt(text)
-
-
-def _reset_delay(headers: Mapping[str, str], now: datetime) -> float | None:
-    """Seconds until ``X-RateLimit-Reset`` (a Unix timestamp [V: "timestamp"; unit U])."""
-    value = headers.get("X-RateLimit-Reset", "").strip()
-    try:
-        moment = float(value)
-    except ValueError:
-        return None
-    return max(0.0, moment - now.timestamp())
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: Any
-    headers: Mapping[str, str]
-
-
 async def harvest_request(
     session: aiohttp.ClientSession,
     method: str,
@@ -177,40 +136,10 @@ async def harvest_request(
     ok: tuple[int, ...] = (200, 201, 204),
     timeout: float = 10.0,
     **kwargs: Any,
-) -> _Answer:
-    """One call, errors mapped like ``adapters.http.request_json``, response headers kept.
-
-    (``request_json`` drops the headers, and Harvest pages through ``Link``.) Retryable: timeouts,
-    connection failures, 408, 409, 429, 5xx with ``Retry-After`` (else ``X-RateLimit-Reset``);
-    other statuses -> ``AdapterRejected``.
-    """
-    try:
-        async with session.request(
-            method, url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs
-        ) as response:
-            text = await response.text()
-            status = response.status
-            headers: Mapping[str, str] = CIMultiDict(response.headers)
-    except TimeoutError as exc:
-        raise AdapterTimeout(f"{method} {url} timed out after {timeout}s", vendor=VENDOR) from exc
-    except asyncio.CancelledError:
-        raise
-    except aiohttp.ClientError as exc:
-        raise AdapterUnavailable(f"{method} {url}: {exc}", vendor=VENDOR) from exc
-    try:
-        body: Any = json.loads(text) if text else None
-    except ValueError:
-        body = None
-    if status in ok:
-        return _Answer(status, body, headers)
-    message = f"HTTP {status}: {_error_message(body, text)}"
-    if status in RETRYABLE_STATUS:
-        now = datetime.now(UTC)
-        retry_after = parse_retry_after(headers.get("Retry-After"), now)
-        if retry_after is None and status == 429:
-            retry_after = _reset_delay(headers, now)
-        raise AdapterUnavailable(message, vendor=VENDOR, status=status, retry_after=retry_after)
-    raise AdapterRejected(message, vendor=VENDOR, status=status, body_excerpt=_excerpt(text))
+) -> Answer:
+    """``adapters.http.request`` for Greenhouse: headers kept (Harvest pages through ``Link``),
+    ``X-RateLimit-Reset`` used when a 429 has no ``Retry-After``."""
+    return await request(session, method, url, vendor=VENDOR, ok=ok, timeout=timeout, **kwargs)
 
 
 @dataclass
@@ -334,7 +263,7 @@ class HarvestClient:
     # -- transport --------------------------------------------------------------------------
     async def _send(
         self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any]
-    ) -> _Answer:
+    ) -> Answer:
         answer = await harvest_request(
             self.session, method, url, headers=headers, timeout=self.timeout, **kwargs
         )
@@ -343,7 +272,7 @@ class HarvestClient:
             self.rate_limit_remaining = int(remaining)
         return answer
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> _Answer:
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Answer:
         """One Harvest request with auth and ``On-Behalf-Of`` on writes; secrets scrubbed."""
         headers = {"Accept": "application/json"}
         if method != "GET":
