@@ -36,7 +36,6 @@ from engine.store.tables import (
     enrollment_steps,
     enrollments,
     jobs,
-    outbox,
 )
 
 SKIP_TOLERANCE = timedelta(minutes=1)
@@ -257,9 +256,6 @@ class StepRunner:
         return StepContext.model_validate(context).model_dump(mode="json")
 
 
-_OUTBOX_DEFAULTS = {"finished_at": None, "result": None, "last_error": None, "lease_until": None}
-
-
 @dataclass
 class _Tick:
     """One batch: what it read once, and the writes it sends as one statement per kind."""
@@ -318,13 +314,7 @@ class _Tick:
 
     async def flush(self, conn: AsyncConnection, now: datetime) -> None:
         if self.actions:
-            rows = [{**_OUTBOX_DEFAULTS, **row} for row in self.actions]
-            await conn.execute(
-                queries._insert(conn, outbox).on_conflict_do_nothing(
-                    index_elements=["idempotency_key"]
-                ),
-                rows,
-            )
+            await queries.insert_actions(conn, self.actions)
         if self.step_updates:
             await conn.execute(
                 update(enrollment_steps)

@@ -27,6 +27,12 @@ from engine.store.tables import (
     suppressions,
 )
 
+OUTBOX_DEFAULTS: dict[str, Any] = {
+    "finished_at": None,
+    "result": None,
+    "last_error": None,
+    "lease_until": None,
+}
 ACTIVE = ("pending", "running")
 """Statuses that hold back a person's later actions. A "deferred" action (a guardrail said
 "not now": quiet hours, the frequency cap) waits for its time without blocking the rest."""
@@ -134,10 +140,9 @@ async def insert_actions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) 
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(outbox.c.id)
     )
-    inserted = 0
-    for row in rows:  # RETURNING with executemany is not portable across both drivers
-        inserted += (await conn.execute(statement.values(**row))).scalar_one_or_none() is not None
-    return inserted
+    # one multi-row statement; every row names every column (local actions add a few)
+    result = await conn.execute(statement, [{**OUTBOX_DEFAULTS, **row} for row in rows])
+    return len(result.all())
 
 
 @dataclass(frozen=True)
