@@ -196,8 +196,9 @@ enrollment_steps = Table(
     Column("step_id", String(100), nullable=False),
     Column("occurrence", Integer, nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
-    Column("status", String(20), nullable=False),  # pending claimed fired skipped cancelled
-    Column("lease_until", DateTime(timezone=True)),
+    # pending, then fired / skipped / failed / cancelled; no lease: a step is claimed and
+    # fired in one transaction, which is its lease (a crash rolls the claim back)
+    Column("status", String(20), nullable=False),
     Column("reason", Text),
     Column("fired_at", DateTime(timezone=True)),
     UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_step_occurrence"),
