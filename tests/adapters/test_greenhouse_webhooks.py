@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from adapters.greenhouse import parse_webhook
 from adapters.normalise import Accepted, Ignored, PayloadError, WebhookOutcome
 from engine import EVENT_DATA, Event
+from tests.adapters.fuzzing import json_values, mutation_of
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "examples"
 VENDOR_DIR = EXAMPLES / "greenhouse"
@@ -345,44 +346,15 @@ ACTIONS = [
     "candidate_anonymized",
     "unhire_candidate",
 ]
-KEYS = st.sampled_from(
+JSON = json_values(
     ["action", "payload", "application", "candidate", "jobs", "email_addresses", "id", "name"]
 )
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(KEYS | st.text(max_size=8), inner, max_size=5)
-    ),
-    max_leaves=25,
-)
-
-
-def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(doc, list):
-        for index, value in enumerate(doc):
-            found += _paths(value, (*prefix, index))
-    return found
 
 
 @st.composite
 def mutated_examples(draw: st.DrawFn) -> Any:
     names = [n for n, t in EXPECTED_TYPES.items() if t] + ["webhook_unhire_candidate.json"]
-    doc = copy.deepcopy(example_doc(draw(st.sampled_from(names))))
-    path = draw(st.sampled_from(_paths(doc)))
-    if not path:
-        return draw(JSON)
-    parent = doc
-    for step in path[:-1]:
-        parent = parent[step]
-    if draw(st.booleans()) and isinstance(parent, dict):
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = draw(JSON)
-    return doc
+    return draw(mutation_of(example_doc(draw(st.sampled_from(names))), JSON))
 
 
 def _assert_only_payload_errors(body: bytes) -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from adapters.hubspot import parse_email_events, parse_subscription_timeline, parse_webhook
 from adapters.normalise import Accepted, Ignored, NeedsLookup, PayloadError, WebhookOutcome
 from engine import EVENT_DATA, Event
+from tests.adapters.fuzzing import json_values, mutation_of
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "examples"
 VENDOR_DIR = EXAMPLES / "hubspot"
@@ -258,7 +259,7 @@ def test_polled_shape_errors_name_the_field(name: str, mutate: Any, pointer: str
 
 # -- robustness: nothing but PayloadError, whatever arrives -------------------------------------
 
-KEYS = st.sampled_from(
+JSON = json_values(
     [
         "subscriptionType",
         "propertyName",
@@ -276,45 +277,11 @@ KEYS = st.sampled_from(
         "created",
     ]
 )
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text(max_size=12)
-    | st.sampled_from(["contact.propertyChange", "hs_email_optout", "true", "OPEN", "CLICK"]),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(KEYS | st.text(max_size=8), inner, max_size=5)
-    ),
-    max_leaves=25,
-)
-
-
-def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix]
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(doc, list):
-        for index, value in enumerate(doc):
-            found += _paths(value, (*prefix, index))
-    return found
 
 
 @st.composite
 def mutated(draw: st.DrawFn, name: str) -> Any:
-    doc = copy.deepcopy(example_doc(name))
-    path = draw(st.sampled_from(_paths(doc)))
-    if not path:
-        return draw(JSON)
-    parent = doc
-    for step in path[:-1]:
-        parent = parent[step]
-    if draw(st.booleans()) and isinstance(parent, dict):
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = draw(JSON)
-    return doc
+    return draw(mutation_of(example_doc(name), JSON))
 
 
 def _only_payload_errors(body: bytes) -> None:
