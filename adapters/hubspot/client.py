@@ -5,15 +5,23 @@ Endpoints (shared/contracts section 4): contact search ``POST /crm/v3/objects/co
 /crm/v3/objects/contacts`` (409 CONFLICT "Contact already exists. Existing ID: N" becomes
 ``ContactExists``), update ``PATCH /crm/v3/objects/contacts/{id}``, list membership ``PUT
 /crm/v3/lists/{listId}/memberships/add`` after resolving the list by name, transactional send
-``POST /marketing/v3/transactional/single-email/send`` with ``sendId`` = our idempotency key.
+``POST /marketing/v3/transactional/single-email/send`` with ``sendId`` = our idempotency key,
+batch upsert ``POST /crm/v3/objects/contacts/batch/upsert`` (``batch_upsert_contacts``, for
+backfills) and the subscription status ``GET /communication-preferences/v3/status/email/{email}``
+(``opted_out``, read before each nurture email).
 
 Unverified facts, kept here: the exact 409 message format [U]; the answer to a repeated
-``sendId`` [U] (we treat 409 as "already sent", i.e. success).
+``sendId`` [U] (we treat 409 as "already sent", i.e. success); the batch cap of 100 inputs [P]
+(community answers and third-party guides agree, the spec states no ``maxItems``) and the
+error HubSpot gives above it [U]; which statuses the subscription endpoint lists for a contact
+that never chose any [U].
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -23,10 +31,33 @@ from adapters.http import request_json
 from adapters.ratelimit import WindowLimiter
 from engine import AdapterError
 from engine.errors import ContactExists
+from engine.identity import normalise_email
 
 VENDOR = "hubspot"
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 CONTACT_LIST_OBJECT_TYPE = "0-1"
+BATCH_UPSERT_CAP = 100
+"""Inputs per batch upsert request [P]; larger batches are split into requests of this size."""
+
+
+@dataclass(frozen=True)
+class BatchError:
+    """One ``errors[]`` entry of a 207 answer (HubSpot's StandardError)."""
+
+    status: str
+    category: str
+    message: str
+    context: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    """What happened to one input: the contact (``new`` when HubSpot created it) or an error."""
+
+    email: str
+    contact_id: str | None = None
+    new: bool | None = None
+    error: BatchError | None = None
 
 
 class HubSpotClient:
@@ -39,6 +70,7 @@ class HubSpotClient:
         token: str,
         timeout: float = 10.0,
         limiter: WindowLimiter | None = None,
+        subscription_id: str | None = None,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
@@ -46,8 +78,10 @@ class HubSpotClient:
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._list_ids: dict[str, str] = {}
         self.limiter = limiter  # the portal's 10-second limit, shared by every caller
+        self.subscription_id = subscription_id  # the subscription nurture mail belongs to
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """One request through the portal's rate limiter (every endpoint shares it)."""
         if self.limiter is not None:
             await self.limiter.acquire()
         return await request_json(
@@ -135,3 +169,100 @@ class HubSpotClient:
                 return {"status": "DUPLICATE_SEND_ID", "sendId": send_id}
             raise
         return dict(status or {})
+
+    # -- batch upsert (backfills) ---------------------------------------------------------
+    async def batch_upsert_contacts(
+        self, inputs: Mapping[str, Mapping[str, str]]
+    ) -> list[UpsertOutcome]:
+        """Create or update contacts by email, ``BATCH_UPSERT_CAP`` per request.
+
+        ``inputs`` maps an email to its properties. The answer is one ``UpsertOutcome`` per
+        input, in input order: 200 means every input succeeded, 207 that ``errors[]`` names
+        the inputs that did not (by ``context.ids``). Two inputs whose addresses differ only
+        in case or spaces are refused before anything is sent (HubSpot rejects duplicate ids
+        in a batch). A request that fails as a whole raises ``AdapterError``; chunks sent
+        before it stay applied, which is harmless because an upsert can be repeated.
+        """
+        keyed: dict[str, tuple[str, Mapping[str, str]]] = {}
+        for raw, properties in inputs.items():
+            email = normalise_email(raw) or raw.strip()  # HubSpot judges malformed ones
+            if email in keyed:
+                raise ValueError(
+                    f"batch upsert: {raw!r} and {keyed[email][0]!r} are the same contact"
+                )
+            keyed[email] = (raw, properties)
+        emails = list(keyed)
+        outcomes: list[UpsertOutcome] = []
+        for start in range(0, len(emails), BATCH_UPSERT_CAP):
+            chunk = emails[start : start + BATCH_UPSERT_CAP]
+            body = {
+                "inputs": [
+                    {
+                        "id": email,
+                        "idProperty": "email",
+                        # email among the properties too, so each result names its input
+                        "properties": {**keyed[email][1], "email": email},
+                    }
+                    for email in chunk
+                ]
+            }
+            _, answer = await self._call(
+                "POST", "/crm/v3/objects/contacts/batch/upsert", json=body, ok=(200, 207)
+            )
+            outcomes.extend(_upsert_outcomes(chunk, answer or {}))
+        return outcomes
+
+    # -- subscriptions (consent) ----------------------------------------------------------
+    async def subscription_statuses(self, email: str) -> list[dict[str, Any]]:
+        """``subscriptionStatuses`` of one address: ``{id, name, status, sourceOfStatus}``."""
+        _, answer = await self._call(
+            "GET", f"/communication-preferences/v3/status/email/{quote(email, safe='@')}"
+        )
+        statuses = (answer or {}).get("subscriptionStatuses") or []
+        return [s for s in statuses if isinstance(s, dict)]
+
+    async def opted_out(self, email: str) -> str | None:
+        """Why HubSpot says this address must not get nurture email, or None (``ConsentPort``).
+
+        One GET per call. With ``subscription_id`` set, only that subscription counts (plus an
+        opt-out of all email, which HubSpot reports as ``sourceOfStatus`` PORTAL_WIDE_STATUS
+        or BRAND_WIDE_STATUS); without it any NOT_SUBSCRIBED status counts, as any unsubscribe
+        the engagement poller reads does.
+        """
+        for status in await self.subscription_statuses(email):
+            if status.get("status") != "NOT_SUBSCRIBED":
+                continue
+            wide = status.get("sourceOfStatus") in ("PORTAL_WIDE_STATUS", "BRAND_WIDE_STATUS")
+            ident = str(status.get("id", ""))
+            if self.subscription_id is None or wide or ident == self.subscription_id:
+                name = status.get("name") or ident
+                return (
+                    f"NOT_SUBSCRIBED to {name!r} ({status.get('sourceOfStatus', '?')}) in HubSpot"
+                )
+        return None
+
+
+def _upsert_outcomes(chunk: Sequence[str], answer: Mapping[str, Any]) -> list[UpsertOutcome]:
+    """Match results (by their email property) and errors (by ``context.ids``) to inputs."""
+    found: dict[str, UpsertOutcome] = {}
+    for result in answer.get("results") or []:
+        email = normalise_email((result.get("properties") or {}).get("email"))
+        if email is not None:
+            found[email] = UpsertOutcome(email, str(result["id"]), bool(result.get("new")))
+    for item in answer.get("errors") or []:
+        context = {
+            str(k): [str(v) for v in values]
+            for k, values in (item.get("context") or {}).items()
+            if isinstance(values, list)
+        }
+        error = BatchError(
+            str(item.get("status", "error")),
+            str(item.get("category", "")),
+            str(item.get("message", "")),
+            context,
+        )
+        for ident in context.get("ids", []):
+            email = normalise_email(ident) or ident.strip()
+            found[email] = UpsertOutcome(email, error=error)
+    missing = BatchError("error", "MISSING", "HubSpot's answer has no result or error for it")
+    return [found.get(email) or UpsertOutcome(email, error=missing) for email in chunk]

@@ -3,9 +3,14 @@
 Bearer auth (401 with HubSpot's error body), contacts with create / 409 on a taken email /
 update / search by email, search that is eventually consistent (a new contact stays invisible
 to search for ``search_delay`` seconds, as HubSpot's does), static lists by name, transactional
-send de-duplicated by ``sendId``. Fault injection: ``fail_next(...)`` answers the next
-requests with 429 + Retry-After, 5xx or any status; ``reject_email`` answers 400 for one
-address. Harness routes: ``POST /_reset``, ``GET /_stats``, ``POST /_faults``.
+send de-duplicated by ``sendId``, batch upsert by email (200, or 207 with ``errors[]`` and
+``numErrors`` for inputs it refuses, e.g. a malformed address; above ``BATCH_UPSERT_CAP``
+inputs a 400), and communication preferences (``simulator_preferences``). Fault injection:
+``fail_next(...)`` answers the next requests with 429 + Retry-After, 5xx or any status;
+``reject_email`` answers 400 for one address. Harness routes: ``POST /_reset``, ``GET
+/_stats``, ``POST /_faults``.
+
+Unverified behaviour, flagged as the contract flags it: the cap's 400 message [U].
 
 Run standalone: ``python -m adapters.hubspot.simulator --port 8101 --token T``.
 """
@@ -18,11 +23,19 @@ import itertools
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from adapters.hubspot.simulator_preferences import PORTAL_ID, PreferencesRoutes
 from adapters.simulation import Fault, fault_route, take_fault
+
+BATCH_UPSERT_CAP = 100
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _error(status: int, category: str, message: str) -> web.Response:
@@ -51,9 +64,13 @@ class HubSpotState:
     rejected_emails: set[str] = field(default_factory=set)
     email_events: list[dict[str, Any]] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    # email -> subscription ids it is NOT_SUBSCRIBED to; "*" is an opt-out of all email
+    unsubscribed: dict[str, set[str]] = field(default_factory=dict)
+    batch_upserts: list[list[str]] = field(default_factory=list)  # the ids of each request
+    status_requests: list[str] = field(default_factory=list)
 
 
-class HubSpotSimulator:
+class HubSpotSimulator(PreferencesRoutes):
     def __init__(
         self, token: str = "test-token", *, search_delay: float = 0.0, latency: float = 0.0
     ) -> None:
@@ -87,6 +104,8 @@ class HubSpotSimulator:
             "sends": len(self.state.sends),
             "send_requests": len(self.state.send_requests),
             "requests": self.state.requests,
+            "batch_upsert_requests": len(self.state.batch_upserts),
+            "status_requests": len(self.state.status_requests),
         }
 
     def app(self) -> web.Application:
@@ -94,6 +113,7 @@ class HubSpotSimulator:
         r = app.router
         r.add_post("/crm/v3/objects/contacts/search", self._search)
         r.add_post("/crm/v3/objects/contacts", self._create)
+        r.add_post("/crm/v3/objects/contacts/batch/upsert", self._batch_upsert)
         r.add_patch("/crm/v3/objects/contacts/{id}", self._update)
         r.add_get("/crm/v3/objects/contacts/{id}", self._read)
         r.add_get("/crm/v3/lists/object-type-id/{type}/name/{name}", self._list_by_name)
@@ -101,6 +121,7 @@ class HubSpotSimulator:
         r.add_post("/marketing/v3/transactional/single-email/send", self._send)
         r.add_get("/email/public/v1/events", self._email_events)
         r.add_get("/email/public/v1/subscriptions/timeline", self._timeline)
+        self.add_preference_routes(r)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
         r.add_post("/_faults", fault_route(self.fail_next))
@@ -193,6 +214,79 @@ class HubSpotSimulator:
             return _error(404, "OBJECT_NOT_FOUND", "Object not found.")
         return web.json_response({"id": contact_id, "properties": self.state.contacts[contact_id]})
 
+    async def _batch_upsert(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list) or not inputs:
+            return _error(400, "VALIDATION_ERROR", "inputs must be a non-empty array")
+        if len(inputs) > BATCH_UPSERT_CAP:
+            return _error(
+                400,
+                "VALIDATION_ERROR",
+                f"The maximum number of inputs supported in a batch request is "
+                f"{BATCH_UPSERT_CAP}. Received {len(inputs)}.",
+            )
+        ids = [str(i.get("id", "")).strip().lower() for i in inputs if isinstance(i, dict)]
+        if len(ids) != len(inputs) or any(
+            i.get("idProperty") != "email" for i in inputs if isinstance(i, dict)
+        ):
+            return _error(400, "VALIDATION_ERROR", "every input needs an id and idProperty email")
+        if len(set(ids)) != len(ids):
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            return _error(
+                400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {duplicates}"
+            )
+        self.state.batch_upserts.append(ids)
+        now = _iso_now()
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for email, item in zip(ids, inputs, strict=True):
+            if "@" not in email or email in self.state.rejected_emails:
+                detail = f"Email address {item.get('id')} is invalid"
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": 'Property values were not valid: [{"isValid":false,'
+                        f'"message":"{detail}","error":"INVALID_EMAIL",'
+                        '"name":"email"}]',
+                        "context": {"ids": [str(item.get("id"))]},
+                        "errors": [],
+                        "links": {},
+                    }
+                )
+                continue
+            props = {k: str(v) for k, v in (item.get("properties") or {}).items()}
+            contact_id = self.state.by_email.get(email)
+            new = contact_id is None
+            if contact_id is None:
+                contact_id = str(next(self._ids))
+                self.state.contacts[contact_id] = {"hs_object_id": contact_id, "createdate": now}
+                self.state.by_email[email] = contact_id
+                self.state.created_at[contact_id] = time.monotonic()
+            contact = self.state.contacts[contact_id]
+            contact.update({**props, "email": email, "lastmodifieddate": now})
+            results.append(
+                {
+                    "id": contact_id,
+                    "new": new,
+                    "properties": dict(contact),
+                    "createdAt": contact.get("createdate", now),
+                    "updatedAt": now,
+                    "archived": False,
+                }
+            )
+        answer: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "requestedAt": now,
+            "startedAt": now,
+            "completedAt": now,
+        }
+        if errors:
+            answer.update(numErrors=len(errors), errors=errors)
+        return web.json_response(answer, status=207 if errors else 200)
+
     # -- lists and email ------------------------------------------------------------------
     async def _list_by_name(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -238,7 +332,7 @@ class HubSpotSimulator:
             "created": created_ms,
             "type": kind,
             "recipient": recipient,
-            "portalId": 44001234,
+            "portalId": PORTAL_ID,
             "sentBy": {"id": str(uuid.uuid4()), "created": created_ms - 1000},
         }
         if url is not None:
@@ -246,23 +340,8 @@ class HubSpotSimulator:
         self.state.email_events.append(event)
 
     def add_unsubscribe(self, recipient: str, created_ms: int) -> None:
-        self.state.timeline.append(
-            {
-                "timestamp": created_ms,
-                "portalId": 44001234,
-                "recipient": recipient,
-                "changes": [
-                    {
-                        "change": "UNSUBSCRIBED",
-                        "source": "SOURCE_RECIPIENT",
-                        "portalId": 44001234,
-                        "subscriptionId": 7,
-                        "changeType": "SUBSCRIPTION_STATUS",
-                        "causedByEvent": {"id": str(uuid.uuid4()), "created": created_ms},
-                    }
-                ],
-            }
-        )
+        """The person unsubscribes from nurture mail (subscription 7) at ``created_ms``."""
+        self.unsubscribe(recipient, "7", created_ms)
 
     @staticmethod
     def _page(
