@@ -2,15 +2,18 @@
 
 ``POST /webhooks/{source}`` answers 2xx only after every event of the delivery is committed;
 bad input gets 400/401/404/413 with ``{"error": ..., "detail": ...}``, and a store that cannot
-commit (or a shutdown in progress) gets 503, so the vendor retries and nothing is lost.
+commit, a vendor API a delivery must be read back from that cannot answer, or a shutdown in
+progress gets 503, so the vendor retries and nothing is lost.
 ``/healthz`` (alive), ``/readyz`` (store reachable, config loaded, claimer running),
 ``/metrics`` (Prometheus), ``/admin/*`` (bearer token), ``GET /l/{token}`` (signed links).
+Unknown paths and methods get the same JSON error shape; ``schema/openapi.yaml`` documents it all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,7 +24,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.clock import Clock
-from engine.errors import StoreError
+from engine.errors import AdapterError, StoreError
 from engine.events import Event
 from engine.intake import Intake
 from engine.links import LinkRefused, LinkSigner
@@ -31,6 +34,10 @@ from engine.store.store import Store
 
 log = logging.getLogger("nurture.server")
 STORE_DOWN = (StoreError, OperationalError, DBAPIError, OSError, ConnectionError)
+
+
+class _BadRequest(Exception):
+    """An admin request body the operation cannot take (answered 400 with the reason)."""
 
 
 class InputRejected(Exception):
@@ -57,8 +64,32 @@ class WebhookSource(Protocol):
     ) -> Received: ...
 
 
-def _error(status: int, error: str, detail: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status)
+def _error(
+    status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+MAX_SCOPE = 200  # characters of a rule id given to pause/resume
+MAX_ID = 2**63 - 1  # the largest id a store column holds
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals (no route, wrong method) in the ``{"error", "detail"}`` shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        code = _HTTP_ERRORS.get(exc.status, "http_error")
+        return _error(
+            exc.status, code, f"{exc.reason}: {request.method} {request.path[:200]}", allow
+        )
 
 
 @dataclass
@@ -100,7 +131,7 @@ class WebhookServer:
         metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body + 1)
+        app = web.Application(client_max_size=self.max_body + 1, middlewares=[json_errors])
         r = app.router
         r.add_post("/webhooks/{source}", self._webhook)
         r.add_get("/healthz", self._healthz)
@@ -149,6 +180,16 @@ class WebhookServer:
                 )
             )
             return _error(rejected.status, rejected.error, rejected.detail)
+        except AdapterError as exc:  # a read-back (Lever opportunity, HubSpot contact) failed
+            log.warning(
+                json_line(
+                    decision="vendor_unavailable",
+                    source=name,
+                    error=type(exc).__name__,
+                    status=getattr(exc, "status", None),
+                )
+            )
+            return _error(503, "vendor_unavailable", f"{name} could not be read back; retry later")
         if received.ignored is not None and not received.events:
             log.debug(json_line(decision="ignored", source=name, reason=received.ignored))
             return web.json_response({"status": "ignored", "reason": received.ignored}, status=202)
@@ -217,9 +258,14 @@ class WebhookServer:
         async def guarded(request: web.Request) -> web.Response:
             given = request.headers.get("Authorization", "")
             expected = f"Bearer {self.admin_token}" if self.admin_token else None
-            if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            if expected is None or not hmac.compare_digest(
+                given.encode("utf-8", "surrogateescape"), expected.encode()
+            ):
                 return _error(401, "unauthorized", "admin endpoints need the bearer token")
-            return await handler(request)
+            try:
+                return await handler(request)
+            except _BadRequest as bad:
+                return _error(400, "bad_request", str(bad))
 
         return guarded
 
@@ -232,21 +278,35 @@ class WebhookServer:
         )
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
+        """The body as a JSON object; no body is ``{}``, anything else not an object is 400."""
+        raw = await request.read()
+        if not raw.strip():
+            return {}
         try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        return body if isinstance(body, dict) else {}
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _BadRequest("the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise _BadRequest("the body is not a JSON object")
+        return body
+
+    async def _scope(self, request: web.Request) -> str:
+        rule = (await self._json(request)).get("rule")
+        if rule is None:
+            return "*"
+        if not isinstance(rule, str) or not 0 < len(rule) <= MAX_SCOPE or "\x00" in rule:
+            raise _BadRequest(f'"rule" must be a rule id (1-{MAX_SCOPE} characters) or absent')
+        return rule
 
     async def _pause(self, request: web.Request) -> web.Response:
-        scope = str((await self._json(request)).get("rule") or "*")
+        scope = await self._scope(request)
         async with self.store.transaction() as conn:
             await queries.pause(conn, scope, self.clock.now())
             paused = await queries.paused_scopes(conn)
         return web.json_response({"paused": paused})
 
     async def _resume(self, request: web.Request) -> web.Response:
-        scope = str((await self._json(request)).get("rule") or "*")
+        scope = await self._scope(request)
         async with self.store.transaction() as conn:
             await queries.resume(conn, scope)
             paused = await queries.paused_scopes(conn)
@@ -254,12 +314,13 @@ class WebhookServer:
 
     async def _replay(self, request: web.Request) -> web.Response:
         body = await self._json(request)
-        if not body.get("all") and not isinstance(body.get("id"), int):
-            return _error(400, "bad_request", 'give {"id": <dead letter id>} or {"all": true}')
+        every = body.get("all") is True
+        action_id = body.get("id")
+        valid_id = type(action_id) is int and 0 < action_id <= MAX_ID  # bool is no id
+        if not every and not valid_id:
+            raise _BadRequest('give {"id": <dead letter id>} or {"all": true}')
         async with self.store.transaction() as conn:
-            count = await queries.replay(
-                conn, self.clock.now(), None if body.get("all") else int(body["id"])
-            )
+            count = await queries.replay(conn, self.clock.now(), None if every else action_id)
         return web.json_response({"replayed": count})
 
     # -- one-click links --------------------------------------------------------------------
@@ -311,6 +372,4 @@ class WebhookServer:
 
 def json_line(**fields: Any) -> str:
     """One structured log line (the daemon's formatter adds time and level)."""
-    import json
-
     return json.dumps(fields, default=str, sort_keys=True)
