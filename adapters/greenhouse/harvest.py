@@ -13,6 +13,8 @@ Routes (shared/contracts section 1.2, all [V] unless marked):
   visibility ``admin_only`` / ``private`` / ``public``.
 - every write carries ``On-Behalf-Of: <Greenhouse user id>``; the note's ``user_id`` is the same
   user.
+- reads for the pollers: ``list_url`` / ``page`` follow a list route's ``Link`` pages,
+  ``get_object`` reads one record; ``reads.py`` says which routes and filters they use.
 
 Auth:
 
@@ -55,11 +57,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -323,6 +325,37 @@ class HarvestClient:
                     self._tag_ids[str(tag["name"]).lower()] = int(tag["id"])
             url = self._same_origin(next_url) if next_url else None
         return tags
+
+    # -- reads (the pollers) ----------------------------------------------------------------
+    def list_url(self, path: str, params: Mapping[str, str]) -> str:
+        """The first page's URL of a list route; later pages come from its ``Link`` header."""
+        return self._url(path) + ("?" + urlencode(params) if params else "")
+
+    async def page(self, url: str) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a list route: its objects and the next page's URL, None on the last.
+
+        The next URL is taken from ``Link rel="next"`` exactly as sent (re-based onto our
+        origin), never built: v1 links carry ``page`` numbers, v3 links an opaque ``cursor``
+        that must be the only parameter [V contract 1.2 / 1.3]. A body that is not an array is
+        an error, not an empty page, so a poller never mistakes it for "nothing changed".
+        """
+        answer = await self._call("GET", url)
+        if not isinstance(answer.body, list):
+            raise AdapterUnavailable(
+                f"GET {urlsplit(url).path}: expected a JSON array, got "
+                f"{type(answer.body).__name__}",
+                vendor=VENDOR,
+            )
+        next_url = parse_link_header(answer.headers.get("Link")).get("next")
+        items = [item for item in answer.body if isinstance(item, dict)]
+        return items, (self._same_origin(next_url) if next_url else None)
+
+    async def get_object(self, path: str) -> dict[str, Any]:
+        """``GET path`` answering one JSON object (404 is ``AdapterRejected``, status 404)."""
+        answer = await self._call("GET", self._url(path))
+        if not isinstance(answer.body, dict):
+            raise AdapterUnavailable(f"GET {path}: expected a JSON object", vendor=VENDOR)
+        return answer.body
 
     async def _get_page(self, url: str) -> tuple[list[Any], str | None]:
         answer = await self._call("GET", url)

@@ -27,8 +27,12 @@ What it does (shared/contracts section 1.2 / 1.3; [V] unless marked):
 - ``POST /v1/candidates/{cid}/activity_feed/notes {user_id, body, visibility}``: 201 [U status]
   echoing the note with ``visibility`` and the legacy misspelt ``visiblity`` [V]; an unknown
   visibility answers the contract's example 422 [V].
-- Candidates exist implicitly (any id). Validation errors are ``{"message": "Validation error",
-  "errors": [{"message", "field"}]}`` with 422 [V].
+- Candidates exist implicitly for tags and notes (any id). Validation errors are
+  ``{"message": "Validation error", "errors": [{"message", "field"}]}`` with 422 [V].
+
+Recruiting records for the pollers (candidates, applications, scheduled interviews; their
+filters and harness) live in ``simulator_records.py``, reached as ``simulator.records``; their
+list routes page like the tag catalogue and carry the same rate-limit headers and faults.
 
 Fault injection: ``fail_next(status, ...)`` answers the next matching requests with any status
 (429 with the rate headers); ``reject_candidate(id)`` answers 422 to every write on that
@@ -56,12 +60,11 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.greenhouse.simulator_records import HarvestRecords, paginated
 from adapters.simulation import Fault, fault_route, take_fault
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VISIBILITIES = ("admin_only", "private", "public")
-MAX_PER_PAGE = 500
-DEFAULT_PER_PAGE = 100
 
 
 def _message(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -134,6 +137,7 @@ class HarvestSimulator:
         self.state = HarvestState()
         self._ids = itertools.count(365000)
         self._note_ids = itertools.count(330000000)
+        self.records = HarvestRecords(self.tags_of)
 
     # -- harness ----------------------------------------------------------------------------
     def fail_next(
@@ -186,6 +190,7 @@ class HarvestSimulator:
         r.add_put("/v1/candidates/{cid}/tags/{tag_id}", self._apply_tag)
         r.add_delete("/v1/candidates/{cid}/tags/{tag_id}", self._remove_tag)
         r.add_post("/v1/candidates/{cid}/activity_feed/notes", self._add_note)
+        self.records.add_routes(r)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
         r.add_post("/_faults", fault_route(self.fail_next, "/v1"))
@@ -315,33 +320,8 @@ class HarvestSimulator:
         return tag_id, True
 
     async def _list_tags(self, request: web.Request) -> web.Response:
-        try:
-            per_page = int(request.query.get("per_page", DEFAULT_PER_PAGE))
-            page = int(request.query.get("page", 1))
-        except ValueError:
-            return _validation_error("per_page", "must be an integer")
-        if not 1 <= per_page <= MAX_PER_PAGE:
-            return _validation_error("per_page", f"must be between 1 and {MAX_PER_PAGE}")
-        if page < 1:
-            return _validation_error("page", "must be at least 1")
         items = [{"id": i, "name": n} for i, n in sorted(self.state.tags.items())]
-        last = max(1, math.ceil(len(items) / per_page))
-        chunk = items[(page - 1) * per_page : page * per_page]
-        headers = {}
-        if last > 1:
-
-            def link(number: int) -> str:
-                url = request.url.update_query({"page": str(number), "per_page": str(per_page)})
-                return str(url)
-
-            parts = []
-            if page < last:
-                parts.append(f'<{link(page + 1)}>; rel="next"')
-            if page > 1:
-                parts.append(f'<{link(page - 1)}>; rel="prev"')
-            parts.append(f'<{link(last)}>; rel="last"')
-            headers["Link"] = ", ".join(parts)
-        return web.json_response(chunk, headers=headers)
+        return paginated(request, items)
 
     async def _create_tag(self, request: web.Request) -> web.Response:
         self.state.tag_create_requests += 1
@@ -417,6 +397,7 @@ class HarvestSimulator:
     # -- harness routes ---------------------------------------------------------------------
     async def _reset(self, _request: web.Request) -> web.Response:
         self.state = HarvestState()
+        self.records.reset()
         return web.json_response({"ok": True})
 
     async def _stats(self, _request: web.Request) -> web.Response:

@@ -77,7 +77,7 @@ SOURCE = "ats/greenhouse"
 DELIVERY_ID_HEADER = "Greenhouse-Event-ID"
 DO_NOT_CONTACT_TAGS: tuple[str, ...] = ("Do Not Contact",)
 
-_APPLICATION_EVENTS: dict[str, str] = {
+APPLICATION_EVENTS: dict[str, str] = {
     "new_candidate_application": "ats.application.created",
     "new_prospect_application": "ats.application.created",
     "candidate_stage_change": "ats.application.stage_changed",
@@ -116,8 +116,8 @@ def parse_webhook(
     root = expect_object(load_json(body), "")
     action = root.text("action")
     event_id = header(headers, DELIVERY_ID_HEADER) or f"sha256:{hashlib.sha256(body).hexdigest()}"
-    dnc = frozenset(tag.strip().lower() for tag in do_not_contact_tags)
-    if action in _APPLICATION_EVENTS:
+    dnc = do_not_contact_set(do_not_contact_tags)
+    if action in APPLICATION_EVENTS:
         payload = root.obj("payload")
         return Accepted(events=(_application_event(action, payload, event_id, clock, dnc),))
     if action == "update_candidate":
@@ -162,7 +162,32 @@ def _candidate_event(
 def _application_event(
     action: str, payload: JsonObject, event_id: str, clock: Clock, dnc: frozenset[str]
 ) -> Event:
-    app = payload.obj("application")
+    time, candidate, application = application_records(
+        action, payload.obj("application"), clock, dnc
+    )
+    return build_event(
+        event_type=APPLICATION_EVENTS[action],
+        event_id=event_id,
+        source=SOURCE,
+        time=time,
+        subject=candidate["id"],
+        data={"candidate": candidate, "application": application, "raw": payload.value},
+    )
+
+
+def do_not_contact_set(tags: Collection[str] = DO_NOT_CONTACT_TAGS) -> frozenset[str]:
+    """The tags that mean "do not contact", compared case-insensitively."""
+    return frozenset(tag.strip().lower() for tag in tags)
+
+
+def application_records(
+    action: str, app: JsonObject, clock: Clock, dnc: frozenset[str]
+) -> tuple[datetime, dict[str, Any], dict[str, Any]]:
+    """Event time, canonical candidate and application of one application object with its
+    ``candidate`` nested (as webhooks send it), read as the application ``action`` implies.
+
+    The Harvest poller builds the same nesting from list answers, so both paths share this.
+    """
     cand = app.obj("candidate")
     applied_at = app.opt_time("applied_at")
     rejected_at = app.opt_time("rejected_at")
@@ -197,14 +222,7 @@ def _application_event(
         "hired_at": (resolved_at or time) if action == "hire_candidate" else None,
         "rejection_reason": _rejection_reason(app.opt_obj("rejection_reason")),
     }
-    return build_event(
-        event_type=_APPLICATION_EVENTS[action],
-        event_id=event_id,
-        source=SOURCE,
-        time=time,
-        subject=candidate["id"],
-        data={"candidate": candidate, "application": application, "raw": payload.value},
-    )
+    return time, candidate, application
 
 
 def _status(action: str, value: str | None) -> Literal["active", "rejected", "hired"]:

@@ -86,6 +86,15 @@ async def swap_stage(
     return {"id": before["stage_id"], "name": before["stage_name"]}
 
 
+async def remembered_stage(conn: AsyncConnection, application_id: str) -> dict[str, Any] | None:
+    """The stage ``swap_stage`` last remembered for the application (None if never seen)."""
+    query = select(application_stages).where(application_stages.c.application_id == application_id)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None or row["stage_name"] is None:
+        return None
+    return {"id": row["stage_id"], "name": row["stage_name"]}
+
+
 # -- identity links -------------------------------------------------------------------------
 
 
@@ -464,3 +473,15 @@ async def set_cursor(conn: AsyncConnection, name: str, value: str, now: datetime
     values = {"value": value, "updated_at": now}
     statement = _insert(conn, poll_cursors).values(name=name, **values)
     await conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=values))
+
+
+async def cursors_under(conn: AsyncConnection, prefix: str) -> dict[str, str]:
+    """Every cursor whose name starts with ``prefix`` (a poller's per-record memory)."""
+    query = select(poll_cursors.c.name, poll_cursors.c.value).where(
+        poll_cursors.c.name.startswith(prefix, autoescape=True)
+    )
+    return {row.name: row.value for row in await conn.execute(query)}
+
+
+async def delete_cursor(conn: AsyncConnection, name: str) -> None:
+    await conn.execute(delete(poll_cursors).where(poll_cursors.c.name == name))
