@@ -47,7 +47,8 @@ def _excerpt(text: str, limit: int = 300) -> str:
 
 def vendor_message(body: Any, text: str) -> str:
     """The vendor's own message, with a validation ``errors[]`` list appended as
-    ``field: message`` (Greenhouse 422, HubSpot 400 details); the raw text otherwise."""
+    ``field: message`` (Greenhouse 422, HubSpot 400 details) or as the codes themselves when
+    the items are strings (Ashby); the raw text otherwise."""
     if not isinstance(body, dict):
         return _excerpt(text)
     message = str(body.get("message") or body.get("error_description") or body.get("error") or "")
@@ -59,6 +60,8 @@ def vendor_message(body: Any, text: str) -> str:
                 where = error.get("field")
                 what = str(error.get("message", ""))
                 parts.append(f"{where}: {what}" if where else what)
+            elif isinstance(error, str) and error:  # Ashby: a list of error codes [U]
+                parts.append(error)
         if parts:
             message = f"{message} ({'; '.join(parts)})" if message else "; ".join(parts)
     return message or _excerpt(text)

@@ -286,13 +286,23 @@ class Daemon:
             session, self.env.get(lev.api_key_env, ""), lev.perform_as, base_url=lev.base_url
         )
 
+    def _ashby(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> Any:
+        from adapters.ashby.client import AshbyClient
+
+        ash = daemon.vendors.ashby
+        assert ash is not None
+        return AshbyClient(session, self.env.get(ash.api_key_env, ""), base_url=ash.base_url)
+
     def _ats(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> AtsPort | None:
         if daemon.ats == "lever" and daemon.vendors.lever is not None:
             port: AtsPort = self._lever(daemon, session)
             return port
+        if daemon.ats == "ashby" and daemon.vendors.ashby is not None:
+            ashby: AtsPort = self._ashby(daemon, session)
+            return ashby
         gh = daemon.vendors.greenhouse
         if daemon.ats != "greenhouse" or gh is None:
-            return None  # Ashby write-backs arrive with its client
+            return None
         from adapters.greenhouse.harvest import BasicAuth, HarvestClient, OAuthClientCredentials
 
         auth: BasicAuth | OAuthClientCredentials

@@ -194,7 +194,16 @@ class Intake:
     async def _enrich(self, conn: Any, event: Event, data: dict[str, Any]) -> str | None:
         """Fill what vendors leave out; returns the candidate id the event is about."""
         application = data.get("application")
-        if event.type.startswith("ats.application.") and isinstance(application, dict):
+        if (
+            event.type == "ats.application.rejected"
+            and isinstance(application, dict)
+            and application.get("stage") is None
+        ):
+            # the vendor cannot say where it was rejected (Ashby archives into an "Archived"
+            # stage): it was the stage last seen, which stays remembered
+            remembered = await queries.remembered_stage(conn, str(application.get("id")))
+            application["stage"] = remembered
+        elif event.type.startswith("ats.application.") and isinstance(application, dict):
             previous = await queries.swap_stage(
                 conn, str(application.get("id")), application.get("stage"), self.clock.now()
             )

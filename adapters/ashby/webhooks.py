@@ -21,10 +21,14 @@ Decisions:
   redelivery resends the same bytes, so it de-duplicates; two different changes differ at least
   in ``updatedAt``.
 - Ashby has no reject webhook: archiving an application is a move to the Archived stage and
-  arrives as candidateStageChange with status ``Archived``. That delivery yields the faithful
-  stage change and, with id suffix ``:rejected``, an ats.application.rejected whose
-  ``rejection_reason`` is ``archiveReason`` (``text``, ``reasonType``) and whose stage is the
-  Archived stage (the stage before it is ``previous_stage``, filled in by the engine).
+  arrives as candidateStageChange with status ``Archived``. That delivery yields, with id
+  suffix ``:rejected``, an ats.application.rejected whose ``rejection_reason`` is
+  ``archiveReason`` (``text``, ``reasonType``), and then the faithful stage change. Ashby does
+  not say which stage the application was archived from, so when the current stage is of type
+  ``Archived`` the rejection's ``stage`` is null and the engine fills in the stage it last saw
+  (Greenhouse and Lever report the stage a candidate was rejected at, and rules such as "Not
+  Selected after the final round" read it). The rejection comes first so the engine still
+  remembers that stage when it reads it.
 - Status: Active -> active, Lead -> active with ``prospect`` true, Archived -> rejected,
   Hired -> hired; an unknown value falls back to what the action implies.
 - Ashby gives one ``name``: ``first_name`` is its first word and ``last_name`` the rest (a
@@ -45,7 +49,10 @@ Unverified contract facts these mappings rest on:
   archiveReason, archivedAt, job {id, title}, creditedToUser, hiringTeam);
 - [P] ``webhookActionId`` (vendor guide page only, absent from the contract examples);
 - [P] candidateDelete ``data.candidate.id`` and candidateMerge ``data.deletedCandidate.id``;
-- [U] the hiring-team role spelling "Recruiter" and that archiving fires candidateStageChange.
+- [U] the hiring-team role spelling "Recruiter" and that archiving fires candidateStageChange;
+- [P] an archived application sits in a stage of ``type`` "Archived" (community tool
+  descriptions of ``application.changeStage``: an archive reason is required "when moving to
+  an archived stage").
 """
 
 from __future__ import annotations
@@ -114,7 +121,7 @@ def parse_webhook(
         event_id = f"sha256:{hashlib.sha256(body).hexdigest()}"
     if action in _APPLICATION_EVENTS:
         data = root.obj("data")
-        return Accepted(events=_application_events(action, data, event_id, clock))
+        return Accepted(events=application_events(action, data, event_id, clock))
     if action in ("candidateDelete", "candidateMerge"):
         data = root.obj("data")
         key = "candidate" if action == "candidateDelete" else "deletedCandidate"
@@ -132,9 +139,11 @@ def parse_webhook(
     return Ignored(reason, event_id=event_id)
 
 
-def _application_events(
+def application_events(
     action: str, data: JsonObject, event_id: str, clock: Clock
 ) -> tuple[Event, ...]:
+    """The events of one application action (applicationSubmit, candidateStageChange,
+    candidateHire) on ``data.application``; the poller builds its events here too."""
     app = data.obj("application")
     created_at = app.opt_time("createdAt")
     updated_at = app.opt_time("updatedAt")
@@ -175,16 +184,18 @@ def _application_events(
         )
     ]
     if action == "candidateStageChange" and status == "rejected":
-        events.append(
-            build_event(
-                event_type="ats.application.rejected",
-                event_id=f"{event_id}:rejected",
-                source=SOURCE,
-                time=first_time(archived_at, updated_at, clock=clock),
-                subject=candidate["id"],
-                data=payload,
-            )
+        stage = app.opt_obj("currentInterviewStage")
+        archived_stage = stage is not None and stage.opt_text("type") == "Archived"
+        rejected_application = {**application, "stage": None} if archived_stage else application
+        rejection = build_event(
+            event_type="ats.application.rejected",
+            event_id=f"{event_id}:rejected",
+            source=SOURCE,
+            time=first_time(archived_at, updated_at, clock=clock),
+            subject=candidate["id"],
+            data={**payload, "application": rejected_application},
         )
+        events.insert(0, rejection)  # before the engine remembers the Archived stage
     return tuple(events)
 
 

@@ -146,17 +146,19 @@ def test_webhook_action_id_keeps_sibling_webhooks_apart() -> None:
     assert stage_id == "75395d87-4044-4dc4-bc29-0cec185e5f06:candidateStageChange"
 
 
-def test_archived_stage_change_also_yields_a_rejection() -> None:
+def test_archived_stage_change_also_yields_a_rejection_at_the_stage_before() -> None:
     doc = example_doc("webhook_candidateStageChange.json")
     app = doc["data"]["application"]
     app["status"] = "Archived"
     app["archivedAt"] = "2026-03-06T08:00:00.000Z"
     app["archiveReason"] = {"id": "r1", "text": "Not Selected", "reasonType": "RejectedByOrg"}
     app["currentInterviewStage"] = {"id": "s9", "title": "Archived", "type": "Archived"}
-    stage_changed, rejected = events_of(parse(doc))
+    rejected, stage_changed = events_of(parse(doc))  # the rejection first: see the module doc
     assert stage_changed.type == "ats.application.stage_changed"
+    assert stage_changed.data["application"]["stage"] == {"id": "s9", "name": "Archived"}
     assert rejected.type == "ats.application.rejected"
     assert rejected.id == f"{stage_changed.id}:rejected"
+    assert rejected.data["application"]["stage"] is None  # the engine knows where it was
     assert rejected.data["application"]["rejection_reason"] == {
         "name": "Not Selected",
         "type": "RejectedByOrg",

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.http import parse_retry_after, request_json
+from adapters.http import parse_retry_after, request_json, vendor_message
 from engine import AdapterRejected, AdapterTimeout, AdapterUnavailable
 from tests.engine.conftest import _serve
 
@@ -77,3 +77,11 @@ def test_retry_after_as_seconds_or_http_date() -> None:
     assert parse_retry_after("30") == 30.0
     assert parse_retry_after("Mon, 02 Mar 2026 09:01:00 GMT", now) == 60.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_vendor_message_keeps_error_codes_given_as_strings() -> None:
+    ashby = {"success": False, "errors": ["missing_endpoint_permission"]}
+    assert vendor_message(ashby, "raw") == "missing_endpoint_permission"
+    greenhouse = {"message": "Validation error", "errors": [{"field": "name", "message": "x"}]}
+    assert vendor_message(greenhouse, "raw") == "Validation error (name: x)"
+    assert vendor_message({"errors": []}, "raw text") == "raw text"

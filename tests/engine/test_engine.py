@@ -384,6 +384,38 @@ async def test_previous_stage_is_remembered_for_stage_changes(
     assert contact["recruiting_stage"] == "Interview Scheduled"
 
 
+async def test_a_rejection_without_a_stage_is_at_the_stage_last_seen(
+    runtime_for: Callable[..., Runtime], store: Store
+) -> None:
+    """Ashby archives into an "Archived" stage and cannot say where from; the engine can."""
+    runtime = runtime_for(
+        """\
+version: 1
+rules:
+  - id: rejected-after-final-round
+    description: rejected at the final round
+    trigger: ats.application.rejected
+    condition: "application.stage.name == 'Final Round'"
+    actions:
+      - action: suppress
+        params: {reason: manual}
+        fields: {email: candidate.email}
+"""
+    )
+    rejected = application("d3", "c1", "maya@example.com", kind="rejected")
+    rejected.data["application"].update(status="rejected", stage=None)
+    async with asyncio.timeout(TIMEOUT):
+        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        await runtime.intake.accept(
+            application("d2", "c1", "maya@example.com", stage="Final Round", kind="stage_changed")
+        )
+        outcome = await runtime.intake.accept(rejected)
+        async with store.read() as conn:
+            remembered = await queries.remembered_stage(conn, "app-c1")
+    assert [d.matched for d in outcome.decisions] == [True]
+    assert remembered is not None and remembered["name"] == "Final Round"  # still remembered
+
+
 async def test_an_alert_storm_becomes_one_alert_and_one_follow_up_with_a_count(
     runtime_for: Callable[..., Runtime],
     hubspot: tuple[HubSpotSimulator, str],
