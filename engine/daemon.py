@@ -1,13 +1,15 @@
 """``nurture run``: the composition root that wires vendors into the engine and runs it all.
 
 One asyncio process: the webhook server, intake, the outbox workers, the step timekeeper
-(APScheduler), the HubSpot engagement poller and config hot reload. SIGHUP (or a changed file
+(APScheduler), the pollers (HubSpot engagement; the ATS feeds of ``engine.pollers``) and config
+hot reload. SIGHUP (or a changed file
 under the config paths) reloads: the new config is validated first and swapped in whole; an
 invalid one is logged with every location, alerted, and the running config stays. SIGTERM or
 SIGINT stops taking webhooks (503), lets in-flight actions finish within a grace period and
 leaves the rest durably pending for the next start.
 
-This is the one module of ``engine`` that imports ``adapters``: it is where they are chosen.
+This module and ``engine.pollers`` are where ``engine`` imports ``adapters``: where they are
+chosen.
 """
 
 from __future__ import annotations
@@ -233,15 +235,18 @@ class Daemon:
             self._hubspot_limiter = WindowLimiter(per_10s, 10.0)
         return self._hubspot_limiter
 
-    async def _poll(
+    def _pollers(
         self, session: aiohttp.ClientSession, store: Store, wake: asyncio.Event
-    ) -> None:
-        """HubSpot pushes no opens, clicks or unsubscribes: read them every ``poll_every``."""
+    ) -> list[asyncio.Task[None]]:
+        """One task per poller feed (``engine.pollers``): HubSpot engagement, which HubSpot
+        never pushes, and the ATS feeds of every vendor that sets ``poll_every``."""
         from adapters.hubspot.poller import EngagementPoller
         from engine.cursors import StoreCursors
+        from engine.pollers import Wiring, ats_feeds, feed, poll_forever
 
         assert self.config is not None and self.config.daemon is not None
-        hub = self.config.daemon.vendors.hubspot
+        daemon = self.config.daemon
+        hub = daemon.vendors.hubspot
         assert hub is not None
 
         async def accept(event: Any) -> Any:
@@ -249,33 +254,25 @@ class Daemon:
             wake.set()
             return outcome
 
-        poller = EngagementPoller(
-            session,
-            hub.base_url,
-            self.env.get(hub.token_env, ""),
-            StoreCursors(store, self.clock),
+        state = StoreCursors(store, self.clock)
+        engagement = feed(
+            "hubspot",
+            "engagement",
+            parse_duration(hub.poll_every),
             accept,
-            start=self.clock.now() - timedelta(days=1),
-            limiter=self._hubspot_limiter,
+            lambda sink: EngagementPoller(
+                session,
+                hub.base_url,
+                self.env.get(hub.token_env, ""),
+                state,
+                sink,
+                start=self.clock.now() - timedelta(days=1),
+                limiter=self._hubspot_limiter,
+            ),
         )
-        while True:
-            try:
-                count = await poller.poll_once()
-                if count:
-                    log.info(
-                        json.dumps({"decision": "polled", "vendor": "hubspot", "events": count})
-                    )
-            except Exception as exc:  # a failed poll is retried next interval, never fatal
-                log.warning(
-                    json.dumps(
-                        {
-                            "decision": "poll_failed",
-                            "vendor": "hubspot",
-                            "error": f"{type(exc).__name__}: {exc}",
-                        }
-                    )
-                )
-            await asyncio.sleep(parse_duration(hub.poll_every).total_seconds())
+        feeds = [engagement]
+        feeds += ats_feeds(Wiring(daemon, session, self.env, state, self.clock, accept))
+        return [asyncio.create_task(poll_forever(feed)) for feed in feeds]
 
     def _lever(self, daemon: DaemonConfig, session: aiohttp.ClientSession) -> Any:
         from adapters.lever.client import LeverClient
@@ -372,7 +369,7 @@ class Daemon:
                 )
             )
             watcher = asyncio.create_task(self._watch())
-            poller = asyncio.create_task(self._poll(session, store, wake))
+            pollers = self._pollers(session, store, wake)
             try:
                 while not self.stop.is_set():
                     stop_wait = asyncio.ensure_future(self.stop.wait())
@@ -388,7 +385,9 @@ class Daemon:
             finally:
                 self.state.accepting = False  # webhooks now get 503: the vendor retries
                 watcher.cancel()
-                poller.cancel()
+                for task in pollers:
+                    task.cancel()  # a sweep cut short keeps its cursor: the next start re-reads
+                await asyncio.gather(*pollers, return_exceptions=True)
                 keeper.shutdown()
                 worker_stop.set()
                 wake.set()

@@ -47,7 +47,14 @@ class Greenhouse(Model):
     webhook_secret_envs: list[EnvVarName] = Field(
         min_length=1, description="several while rotating; any one may sign"
     )
-    poll_every: Duration | None = None
+    poll_every: Duration | None = Field(
+        None, description="read Harvest this often (unset: no polling, webhooks only)"
+    )
+    poll: list[Literal["applications", "interviews"]] = Field(
+        default_factory=lambda: ["applications", "interviews"],  # type: ignore[arg-type]
+        min_length=1,
+        description="what poll_every reads; [interviews] when webhooks deliver applications",
+    )
 
 
 class Lever(Model):
