@@ -2,10 +2,11 @@
 
 A poller is a set of feeds, each with its own durable cursor: Greenhouse ``applications`` and
 ``interviews`` (``vendors.greenhouse.poll`` picks which; default both), Lever
-``opportunities``. A vendor is polled when its section sets ``poll_every``. Each feed runs as
-its own task: a sweep every ``poll_every``; a failed sweep is logged (``poll_failed``, with the
-error) and tried again at the next interval, never fatal; shutdown cancels the task, and the
-cursor of an unfinished sweep stays where it was, so the next start re-reads it.
+``opportunities``, Ashby ``applications``. A vendor is polled when its section sets
+``poll_every``. Each feed runs as its own task: a sweep every ``poll_every``; a failed sweep is
+logged (``poll_failed``, with the error) and tried again at the next interval, never fatal;
+shutdown cancels the task, and the cursor of an unfinished sweep stays where it was, so the
+next start re-reads it.
 
 Pollers are built once at start: a reload swaps the rules they feed, but their own settings
 (``poll_every``, ``poll``, credentials) take effect at the next start. This module chooses
@@ -145,7 +146,27 @@ def _lever(w: Wiring) -> list[Feed]:
     ]
 
 
-FEEDS: tuple[Callable[[Wiring], list[Feed]], ...] = (_greenhouse, _lever)
+def _ashby(w: Wiring) -> list[Feed]:
+    from adapters.ashby.client import AshbyClient
+    from adapters.ashby.poller import ApplicationPoller
+
+    ash = w.daemon.vendors.ashby
+    if ash is None or ash.poll_every is None:
+        return []
+    client = AshbyClient(w.session, w.env.get(ash.api_key_env, ""), base_url=ash.base_url)
+    start = w.clock.now() - CATCH_UP
+    return [
+        feed(
+            "ashby",
+            "applications",
+            parse_duration(ash.poll_every),
+            w.sink,
+            lambda sink: ApplicationPoller(client, w.state, sink, start=start, clock=w.clock),
+        )
+    ]
+
+
+FEEDS: tuple[Callable[[Wiring], list[Feed]], ...] = (_greenhouse, _lever, _ashby)
 
 
 def ats_feeds(wiring: Wiring) -> list[Feed]:

@@ -86,6 +86,15 @@ async def test_lever_poll_every_runs_the_opportunity_poller(wiring: Any) -> None
     assert names(ats_feeds(wiring(config(lever=lever)))) == [("lever", "opportunities", 30.0)]
 
 
+async def test_ashby_poll_every_runs_the_application_poller(wiring: Any) -> None:
+    ashby = {
+        "api_key_env": "ASHBY_KEY",
+        "webhook_secret_envs": ["ASHBY_SECRET"],
+        "poll_every": "5m",
+    }
+    assert names(ats_feeds(wiring(config(ashby=ashby)))) == [("ashby", "applications", 300.0)]
+
+
 async def test_a_failed_sweep_is_retried_at_the_next_interval_never_fatal() -> None:
     calls = 0
     recovered = asyncio.Event()
