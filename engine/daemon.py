@@ -398,8 +398,8 @@ class Daemon:
                         json.dumps(
                             {
                                 "decision": "grace_expired",
-                                "detail": "in-flight actions stay leased and "
-                                "run after the lease on the next start",
+                                "detail": "unfinished actions were released; they run "
+                                "again on the next start (idempotency keys make that safe)",
                             }
                         )
                     )

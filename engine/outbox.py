@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from engine.intake import AlertSettings
 from engine.store import queries
 from engine.store.queries import Claimed
 from engine.store.store import Store
+
+log = logging.getLogger("nurture.outbox")
 
 
 class ActionSkipped(Exception):
@@ -106,6 +110,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.lease = lease
         self.rng = rng or random.Random()
+        self.in_flight: set[int] = set()  # claimed by this process, outcome not yet recorded
 
     async def run_once(self, limit: int = 64) -> list[Outcome]:
         """Claim one batch and run it to completion; returns what happened to each action."""
@@ -115,13 +120,27 @@ class Dispatcher:
             claimed = await queries.claim_actions(conn, now, now + self.lease, limit)
         if not claimed:
             return []
+        self.in_flight.update(job.id for job in claimed)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def run(job: Claimed) -> _Write:
             async with gate:
                 return await self._run(job)
 
-        return await self._record(list(await asyncio.gather(*(run(job) for job in claimed))))
+        outcomes = await self._record(list(await asyncio.gather(*(run(job) for job in claimed))))
+        self.in_flight.difference_update(job.id for job in claimed)
+        return outcomes
+
+    async def release_in_flight(self) -> int:
+        """Hand back what this process claimed and will not finish (it was cancelled), so a
+        restart runs it at once instead of after the lease. A handler cut off mid-call may
+        have reached the vendor already; the idempotency key makes the second run harmless."""
+        ids = sorted(self.in_flight)
+        self.in_flight.clear()
+        if not ids:
+            return 0
+        async with self.store.transaction() as conn:
+            return await queries.release_claims(conn, ids)
 
     async def run_until_idle(self, max_batches: int = 10_000) -> list[Outcome]:
         """Run batches until nothing is due now (tests and the one-shot runner use this)."""
@@ -239,11 +258,26 @@ async def work(
     """Run batches until ``stop``; between empty ones sleep until ``wake`` or ``idle``.
 
     ``dispatcher`` is asked for on every batch, so a daemon that swaps its runtime on reload
-    keeps one loop.
+    keeps one loop. A batch that fails (the store went away mid-claim or mid-record) is logged
+    and the loop carries on after ``idle``: the store coming back must find the workers alive,
+    and what the failed batch had claimed runs again when its lease expires.
+    Cancelled (a shutdown past its grace), it releases the batch it was running so that
+    nothing waits for a lease to expire.
     """
     while not stop.is_set():
         wake.clear()  # before claiming: a wake during the claim is not lost
-        if await dispatcher().run_once():
-            continue
+        current = dispatcher()
+        try:
+            if await current.run_once():
+                continue
+        except asyncio.CancelledError:
+            await asyncio.shield(current.release_in_flight())
+            raise
+        except Exception as exc:
+            log.warning(
+                json.dumps(
+                    {"decision": "outbox_batch_failed", "error": f"{type(exc).__name__}: {exc}"}
+                )
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=idle)

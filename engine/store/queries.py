@@ -177,6 +177,16 @@ async def release_expired_leases(conn: AsyncConnection, now: datetime) -> int:
     return (await conn.execute(statement)).rowcount or 0
 
 
+async def release_claims(conn: AsyncConnection, ids: list[int]) -> int:
+    """Give back actions this process claimed but will not finish (a shutdown past its grace)."""
+    statement = (
+        update(outbox)
+        .where(outbox.c.id.in_(ids), outbox.c.status == "running")
+        .values(status="pending", lease_until=None)
+    )
+    return (await conn.execute(statement)).rowcount or 0
+
+
 async def claim_actions(
     conn: AsyncConnection, now: datetime, lease_until: datetime, limit: int
 ) -> list[Claimed]:
