@@ -7,8 +7,10 @@ two roles), stage changes, interviews with a reschedule and a cancellation, reje
 the final round, hires, email opens and clicks (read by the HubSpot poller), Day-90 one-click
 "keep me posted" links (followed over HTTP), unsubscribes, and a CRM outage that exhausts
 retries, raises one grouped alert and is replayed. Time jumps from one due moment to the next;
-nothing waits for a timer. Interview events enter as the Greenhouse interview poller will
-deliver them (Greenhouse sends no interview webhooks).
+nothing waits for a timer. Interviews are scheduled, moved and cancelled in the Greenhouse
+simulator and reach the engine through the Greenhouse interview poller (Greenhouse sends no
+usable interview webhook); interviewer feedback is still injected as events (no scorecard
+poller yet).
 """
 
 from __future__ import annotations
@@ -260,8 +262,14 @@ class Demo:
         self.first_touch: list[float] = []
         self.posted_at: dict[str, float] = {}
         self._seen_sends = 0
+        self.interview_ids: dict[str, int] = {}  # the plan's interview -> the simulator's id
+        self.harvest: Any = None
+        self.interviews: Any = None
 
     async def run(self) -> int:
+        from adapters.greenhouse.harvest import BasicAuth, HarvestClient
+        from adapters.greenhouse.interviews import InterviewPoller
+        from adapters.greenhouse.reads import HarvestReads
         from adapters.greenhouse.simulator import HarvestSimulator
         from adapters.hubspot.poller import EngagementPoller
         from adapters.hubspot.simulator import HubSpotSimulator
@@ -346,6 +354,21 @@ class Demo:
                     runtime.intake.accept,
                     start=START,
                 )
+                interviews = InterviewPoller(
+                    HarvestReads(
+                        HarvestClient(
+                            session,
+                            urls["harvest"],
+                            on_behalf_of="40211",
+                            auth=BasicAuth("demo-harvest-key"),
+                        )
+                    ),
+                    StoreCursors(store, self.clock),
+                    runtime.intake.accept,
+                    start=START,
+                    clock=self.clock,
+                )
+                self.harvest, self.interviews = harvest, interviews
                 await self._play(runtime, store, session, daemon_url, hubspot, poller)
                 await self._report(
                     store, hubspot, harvest, slack, smtp, database, time.perf_counter() - started
@@ -402,12 +425,16 @@ guardrails:
         delivery = 0
         week = -1
         while True:
+            interviewed = False
             while items and items[0][0] <= self.clock.now():
                 _, _, kind, data = items.pop(0)
                 delivery += 1
+                interviewed = interviewed or kind == "interview"
                 await self._perform(
                     kind, data, runtime, session, daemon_url, hubspot, store, delivery
                 )
+            if interviewed:  # the interview poller's sweep, as the daemon's would run it
+                await self.interviews.poll_once()
             if self.clock.now() >= next_poll:
                 await poller.poll_once()
                 next_poll = self.clock.now() + timedelta(hours=6)
@@ -457,6 +484,50 @@ guardrails:
                 self.first_touch.append((time.perf_counter() - posted) * 1000)
         self._seen_sends = len(sends)
 
+    def _mirror(self, action: str, app: dict[str, Any]) -> None:
+        """The Greenhouse simulator's records follow the webhooks (the interview poller reads
+        the application and candidate of each interview from them)."""
+        records = self.harvest.records
+        now = self.clock.now()
+        app_id = int(app["id"])
+        if action == "new_candidate_application":
+            cand = app["candidate"]
+            if int(cand["id"]) not in records.state.candidates:
+                email = cand["email_addresses"][0]["value"]
+                records.add_candidate(
+                    int(cand["id"]), cand["first_name"], cand["last_name"], email, at=now
+                )
+            job = app["jobs"][0]
+            stage = app["current_stage"]["name"]
+            records.add_application(
+                int(cand["id"]), (job["id"], job["name"]), stage, at=now, application_id=app_id
+            )
+        elif action == "candidate_stage_change":
+            records.move_stage(app_id, app["current_stage"]["name"], at=now)
+        elif action == "reject_candidate":
+            records.reject(app_id, app["rejection_reason"]["name"], at=now)
+        elif action == "hire_candidate":
+            records.hire(app_id, at=now)
+
+    def _schedule(self, data: dict[str, Any]) -> None:
+        """An interview scheduled, moved or cancelled in Greenhouse; the poller will see it."""
+        records = self.harvest.records
+        now = self.clock.now()
+        if data["kind"] == "scheduled":
+            self.interview_ids[data["id"]] = records.schedule_interview(
+                data["app_id"],
+                data["start_at"],
+                data["end_at"],
+                at=now,
+                name="Interview",
+                interviewers=[{"id": 4090, "name": "Sam Reed", "email": "sam.reed@acme.example"}],
+            )
+        elif data["kind"] == "rescheduled":
+            moved = self.interview_ids[data["id"]]
+            records.reschedule_interview(moved, data["start_at"], data["end_at"], at=now)
+        else:
+            records.cancel_interview(self.interview_ids[data["id"]], at=now)
+
     async def _perform(
         self,
         kind: str,
@@ -476,6 +547,7 @@ guardrails:
             if data["action"] == "new_candidate_application":
                 email = data["payload"]["application"]["candidate"]["email_addresses"][0]
                 self.posted_at.setdefault(email["value"], time.perf_counter())
+            self._mirror(data["action"], data["payload"]["application"])
             async with session.post(
                 f"{daemon_url}/webhooks/greenhouse",
                 data=body,
@@ -486,47 +558,34 @@ guardrails:
             ) as answer:
                 if answer.status >= 300:
                     raise RuntimeError(f"webhook {event_id}: {answer.status} {await answer.text()}")
-        elif kind in ("interview", "feedback"):
+        elif kind == "interview":
+            self._schedule(data)
+        elif kind == "feedback":
             person: Person = data["person"]
             job = data["job"]
-            candidate = {
-                "id": person.candidate_id,
-                "first_name": person.first,
-                "email": person.email,
-            }
-            application = {
-                "id": str(data["app_id"]),
-                "status": "active",
-                "job": {"id": str(job[0]), "title": job[1], "department": job[2]},
-            }
             interviewer = {"name": "Sam Reed", "email": "sam.reed@acme.example"}
-            if kind == "interview":
-                event_type = f"ats.interview.{data['kind']}"
-                payload: dict[str, Any] = {
-                    "candidate": candidate,
-                    "application": application,
-                    "interview": {
-                        "id": data["id"],
-                        "start_at": data["start_at"].isoformat(),
-                        "end_at": data["end_at"].isoformat(),
-                        "interviewers": [interviewer],
-                    },
-                }
-            else:
-                event_type = "ats.feedback.submitted"
-                payload = {
-                    "candidate": candidate,
-                    "application": application,
-                    "feedback": {
-                        "id": f"fb-{delivery}",
-                        "interview_id": data["interview_id"],
-                        "interviewer": interviewer,
-                        "submitted_at": self.clock.now().isoformat(),
-                    },
-                }
+            payload = {
+                "candidate": {
+                    "id": person.candidate_id,
+                    "first_name": person.first,
+                    "email": person.email,
+                },
+                "application": {
+                    "id": str(data["app_id"]),
+                    "status": "active",
+                    "job": {"id": str(job[0]), "title": job[1], "department": job[2]},
+                },
+                "feedback": {
+                    "id": f"fb-{delivery}",
+                    "interview_id": str(self.interview_ids[data["interview_id"]]),
+                    "interviewer": interviewer,
+                    "submitted_at": self.clock.now().isoformat(),
+                },
+            }
+            event_type = "ats.feedback.submitted"
             await runtime.intake.accept(
                 Event(
-                    id=f"gh-poll-{delivery}",
+                    id=f"gh-feedback-{delivery}",
                     source="ats/greenhouse",
                     type=event_type,
                     time=self.clock.now(),
