@@ -19,6 +19,7 @@ candidates by id, with rate limiting waited out instead of failing the sweep.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -55,7 +56,7 @@ class HarvestReads:
         self.max_waits = max_waits
         self.page_size = page_size
         self.max_pages = max_pages
-        self.waited: list[float] = []  # every 429 wait, for logs and tests
+        self.waited: deque[float] = deque(maxlen=100)  # the latest 429 waits (seconds)
 
     async def _patient(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, waiting out up to ``max_waits`` consecutive 429 answers."""

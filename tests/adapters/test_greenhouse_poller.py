@@ -291,7 +291,7 @@ async def test_429_answers_are_waited_out_for_their_retry_after(
         assert await applications(reader, store, clock, sink).poll_once() == 3
     # the injected 429 asked for 7 s; the real window (4 requests / 10 s) for the rest of it
     assert reader.waited[0] == 7.0
-    assert len(reader.waited) >= 2 and all(1.0 <= w <= 10.0 for w in reader.waited[1:])
+    assert len(reader.waited) >= 2 and all(1.0 <= w <= 10.0 for w in list(reader.waited)[1:])
     assert sim.state.rate_limited == len(reader.waited)
     assert len(sink.new) == 3
 
@@ -305,7 +305,7 @@ async def test_a_sweep_gives_up_after_max_waits_and_keeps_its_cursor(
     with pytest.raises(AdapterUnavailable) as raised:
         await applications(reader, store, clock, Sink(runtime)).poll_once()
     assert raised.value.status == 429
-    assert reader.waited == [2.0, 2.0]
+    assert list(reader.waited) == [2.0, 2.0]
     assert await StoreCursors(store, clock).get("greenhouse:applications") is None
 
 
