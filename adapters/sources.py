@@ -22,7 +22,7 @@ from adapters.signatures import (
     SignatureError,
     SignatureVerifier,
 )
-from engine import Event
+from engine import AdapterRejected, Event
 from engine.server import InputRejected, Received
 
 Parser = Callable[[Mapping[str, str], bytes], WebhookOutcome]
@@ -79,13 +79,19 @@ class HubSpotSource(VerifiedSource):
         if isinstance(outcome, Ignored):
             return Received(ignored=outcome.reason)
         events: list[Event] = list(outcome.events)
+        ignored = [i.reason for i in outcome.ignored]
         for lookup in outcome.lookups:
-            email = await self.lookup_email(lookup.contact_id)
+            try:
+                email = await self.lookup_email(lookup.contact_id)
+            except AdapterRejected as exc:
+                if exc.status != 404:
+                    raise  # the server answers 503: HubSpot retries
+                email = None  # deleted since: there is nobody left to unsubscribe
             if email:
                 events.append(lookup.complete(email))
-        return Received(
-            events=tuple(events), ignored="; ".join(i.reason for i in outcome.ignored) or None
-        )
+            else:
+                ignored.append(f"HubSpot contact {lookup.contact_id[:40]} has no email address")
+        return Received(events=tuple(events), ignored="; ".join(ignored) or None)
 
 
 def greenhouse(secrets: Sequence[str]) -> VerifiedSource:

@@ -56,6 +56,9 @@ class JsonFormatter(logging.Formatter):
         self.redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
+        refused = _refused_http(record)
+        if refused is not None:
+            return refused
         message = record.getMessage()
         line: dict[str, Any] = {
             "time": round(record.created, 3),
@@ -71,6 +74,25 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = self.formatException(record.exc_info)
         text = json.dumps(line, default=str, sort_keys=True)
         return _EMAIL.sub("<email>", text) if self.redact else text
+
+
+def _refused_http(record: logging.LogRecord) -> str | None:
+    """aiohttp logs a request its HTTP parser refused (already answered 400) as an ERROR with
+    the offending bytes, which may be a header carrying a token: one INFO line without them."""
+    from aiohttp.http_exceptions import HttpProcessingError
+    from aiohttp.web_protocol import RequestPayloadError
+
+    error = record.exc_info[1] if record.exc_info else None
+    if not isinstance(error, HttpProcessingError | RequestPayloadError):
+        return None
+    line = {
+        "time": round(record.created, 3),
+        "level": "INFO",
+        "logger": record.name,
+        "decision": "refused_http",
+        "error": type(error).__name__,
+    }
+    return json.dumps(line, sort_keys=True)
 
 
 def configure_logging(debug: bool) -> None:

@@ -167,8 +167,10 @@ class WebhookServer:
             return _error(413, "too_large", f"body over {self.max_body} bytes")
         try:
             body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        except web.HTTPRequestEntityTooLarge:  # also a compressed body that inflates past it
             return _error(413, "too_large", f"body over {self.max_body} bytes")
+        except web.RequestPayloadError:
+            return _error(400, "bad_encoding", "the body does not decode as its Content-Encoding")
         if len(body) > self.max_body:
             return _error(413, "too_large", f"body over {self.max_body} bytes")
         try:
@@ -279,7 +281,10 @@ class WebhookServer:
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
         """The body as a JSON object; no body is ``{}``, anything else not an object is 400."""
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except web.RequestPayloadError:
+            raise _BadRequest("the body does not decode as its Content-Encoding") from None
         if not raw.strip():
             return {}
         try:
@@ -291,9 +296,10 @@ class WebhookServer:
         return body
 
     async def _scope(self, request: web.Request) -> str:
-        rule = (await self._json(request)).get("rule")
-        if rule is None:
+        body = await self._json(request)
+        if "rule" not in body:
             return "*"
+        rule = body["rule"]
         if not isinstance(rule, str) or not 0 < len(rule) <= MAX_SCOPE or "\x00" in rule:
             raise _BadRequest(f'"rule" must be a rule id (1-{MAX_SCOPE} characters) or absent')
         return rule

@@ -184,18 +184,26 @@ def _scalar(node: ScalarNode) -> Any:
         return None
     if tag == f"{_CORE}bool":
         return value.lower() == "true"
+    # The resolver's int and float patterns are looser than Python's ("+_", "0b1", "1__0."):
+    # what Python cannot read stays text, and the schema says what was expected there.
     if tag == f"{_CORE}int":
         text = value.replace("_", "")
-        if text.lower().startswith(("0x", "0o", "-0x", "-0o", "+0x", "+0o")):
-            return int(text, 0)
-        return int(text, 10)
+        try:
+            if text.lower().lstrip("+-").startswith(("0x", "0o", "0b")):
+                return int(text, 0)
+            return int(text, 10)
+        except ValueError:
+            return value
     if tag == f"{_CORE}float":
         lowered = value.lower().replace("_", "")
         if lowered.endswith(".inf"):
             return -math.inf if lowered.startswith("-") else math.inf
         if lowered == ".nan":
             return math.nan
-        return float(lowered)
+        try:
+            return float(lowered)
+        except ValueError:
+            return value
     return value  # str, and timestamps stay text: the schema decides what a date looks like
 
 

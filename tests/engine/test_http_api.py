@@ -179,6 +179,7 @@ async def test_admin_bodies_the_operation_cannot_take_are_400_not_a_guess(
         ("/admin/dlq/replay", b'{"id": 0}'),
         ("/admin/dlq/replay", b'{"all": "yes"}'),
         ("/admin/pause", b'{"rule": 5}'),
+        ("/admin/pause", b'{"rule": null}'),  # absent means every rule; null is a mistake
         ("/admin/pause", b'{"rule": ""}'),
         ("/admin/pause", b'{"rule": "a\\u0000b"}'),
         ("/admin/pause", b"[1]"),
@@ -193,6 +194,33 @@ async def test_admin_bodies_the_operation_cannot_take_are_400_not_a_guess(
     assert await daemon.post("/admin/dlq/replay", b'{"id": 7}', auth) == (200, {"replayed": 0})
 
 
+HS_SECRET = "hs-client-secret"
+
+
+def hubspot_delivery(url: str) -> tuple[bytes, dict[str, str]]:
+    """An opt-out of contact 51234, v3-signed for ``url``."""
+    body = json.dumps(
+        [
+            {
+                "eventId": 1,
+                "portalId": 2,
+                "occurredAt": int(time.time() * 1000),
+                "subscriptionType": "contact.propertyChange",
+                "objectId": 51234,
+                "propertyName": "hs_email_optout",
+                "propertyValue": "true",
+            }
+        ]
+    ).encode()
+    stamp = str(int(time.time() * 1000))
+    message = b"POST" + f"{url}/webhooks/hubspot".encode() + body + stamp.encode()
+    signature = base64.b64encode(hmac.new(HS_SECRET.encode(), message, hashlib.sha256).digest())
+    return body, {
+        "X-HubSpot-Signature-v3": signature.decode(),
+        "X-HubSpot-Request-Timestamp": stamp,
+    }
+
+
 async def test_a_read_back_the_vendor_cannot_answer_is_503_and_stores_nothing(
     store: Store, clock: ManualClock
 ) -> None:
@@ -200,37 +228,17 @@ async def test_a_read_back_the_vendor_cannot_answer_is_503_and_stores_nothing(
     simulator = HubSpotSimulator("hs-token")
     simulator.fail_next(500, times=100, path_prefix="/crm/v3/objects/contacts/")
     hub_runner, hub_url = await _serve(simulator.app())
-    secret = "hs-client-secret"
     async with aiohttp.ClientSession() as session:
         crm = HubSpotClient(session, hub_url, "hs-token")
         server = WebhookServer(
             lambda: cast(Any, None),
             store,
-            {"hubspot": hubspot_source([secret], crm.contact_email)},
+            {"hubspot": hubspot_source([HS_SECRET], crm.contact_email)},
             clock,
             Metrics(),
         )
         runner, url = await _serve(server.app())
-        body = json.dumps(
-            [
-                {
-                    "eventId": 1,
-                    "portalId": 2,
-                    "occurredAt": int(time.time() * 1000),
-                    "subscriptionType": "contact.propertyChange",
-                    "objectId": 51234,
-                    "propertyName": "hs_email_optout",
-                    "propertyValue": "true",
-                }
-            ]
-        ).encode()
-        stamp = str(int(time.time() * 1000))
-        message = b"POST" + f"{url}/webhooks/hubspot".encode() + body + stamp.encode()
-        signature = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest())
-        headers = {
-            "X-HubSpot-Signature-v3": signature.decode(),
-            "X-HubSpot-Request-Timestamp": stamp,
-        }
+        body, headers = hubspot_delivery(url)
         try:
             async with session.post(url + "/webhooks/hubspot", data=body, headers=headers) as r:
                 assert r.status == 503, await r.text()
@@ -240,3 +248,73 @@ async def test_a_read_back_the_vendor_cannot_answer_is_503_and_stores_nothing(
             await hub_runner.cleanup()
     async with store.read() as conn:
         assert (await conn.exec_driver_sql("SELECT count(*) FROM inbox")).scalar_one() == 0
+
+
+async def test_a_body_that_does_not_decode_as_its_content_encoding_is_400_json(
+    daemon_for: Callable[..., Any],  # noqa: F811 - the fixture, imported above
+    store: Store,
+) -> None:
+    daemon = await daemon_for(store)
+    for encoding in ("gzip", "deflate"):
+        for path, auth in (
+            ("/webhooks/greenhouse", {}),
+            ("/admin/pause", {"Authorization": f"Bearer {TOKEN}"}),
+        ):
+            code, answer = await daemon.post(
+                path, b"not compressed", {"Content-Encoding": encoding, **auth}
+            )
+            wanted = "bad_encoding" if path.startswith("/webhooks") else "bad_request"
+            assert code == 400 and answer["error"] == wanted, (encoding, path, code, answer)
+
+
+async def test_an_unsubscribe_for_a_contact_hubspot_no_longer_has_is_ignored_not_retried(
+    store: Store, clock: ManualClock
+) -> None:
+    simulator = HubSpotSimulator("hs-token")  # knows no contact 51234: its read answers 404
+    hub_runner, hub_url = await _serve(simulator.app())
+    async with aiohttp.ClientSession() as session:
+        crm = HubSpotClient(session, hub_url, "hs-token")
+        server = WebhookServer(
+            lambda: cast(Any, None),
+            store,
+            {"hubspot": hubspot_source([HS_SECRET], crm.contact_email)},
+            clock,
+            Metrics(),
+        )
+        runner, url = await _serve(server.app())
+        try:
+            body, headers = hubspot_delivery(url)
+            async with session.post(url + "/webhooks/hubspot", data=body, headers=headers) as r:
+                assert r.status == 202, await r.text()
+                assert "51234 has no email address" in (await r.json())["reason"]
+        finally:
+            await runner.cleanup()
+            await hub_runner.cleanup()
+
+
+def test_a_request_the_http_parser_refuses_is_logged_without_its_bytes() -> None:
+    """aiohttp would log the offending header line, which may carry the admin token."""
+    import logging
+
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from engine.daemon import JsonFormatter
+
+    try:
+        raise BadHttpMessage("Invalid header value char: b'Authorization: Bearer s3cr3t\\x01'")
+    except BadHttpMessage:
+        import sys
+
+        record = logging.LogRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error handling request",
+            (),
+            sys.exc_info(),
+        )
+    line = json.loads(JsonFormatter().format(record))
+    assert "s3cr3t" not in json.dumps(line)
+    assert line["decision"] == "refused_http" and line["level"] == "INFO"
+    assert line["error"] == "BadHttpMessage"

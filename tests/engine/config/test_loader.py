@@ -125,3 +125,24 @@ def test_plain_ruamel_safe_load_agrees_on_valid_config(repo: Path) -> None:
         ours, problems = parse_file(path)
         assert problems == [] and ours is not None
         assert ours.data == YAML(typ="safe", pure=True).load(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("+_", "+_"),  # the resolver calls these ints; Python cannot read them: they stay text
+        ("-_", "-_"),
+        ("0b101", 5),
+        ("-0b11", -3),
+        ("-0x1F", -31),
+        ("1_000", 1000),
+        ("1_0.5_0", 10.5),
+    ],
+)
+def test_numbers_the_resolver_accepts_but_python_cannot_read_stay_text(
+    text: str, value: object
+) -> None:
+    """Found by the proof suite's YAML fuzzing: ``+_`` used to raise ValueError from the loader."""
+    document, problems = parse_text("f.yaml", f"a: {text}\n")
+    assert problems == [] and document is not None
+    assert document.data == {"a": value}
