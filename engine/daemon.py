@@ -38,7 +38,7 @@ from engine.config.types import parse_duration
 from engine.links import LinkSigner
 from engine.metrics import Metrics
 from engine.outbox import work
-from engine.ports import AlertPort, AtsPort, NotifierPort
+from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
 from engine.server import ServerState, WebhookServer, WebhookSource
@@ -193,6 +193,7 @@ class Daemon:
             hub.base_url,
             self.env.get(hub.token_env, ""),
             limiter=self._limiter(HUBSPOT_PER_10S[hub.tier]) if vendor_limits else None,
+            subscription_id=hub.subscription_id,
         )
         alert_targets: list[AlertPort] = []
         slack_ports: dict[str, AlertPort] = {}
@@ -225,6 +226,8 @@ class Daemon:
             notifier=notifier,
             links=links,
             extra_handlers={"http.request": HttpActionHandler(session, self.env)},
+            consent=crm if hub.check_subscription_before_send else None,
+            mail=self._mailer(daemon),
         )
         known: dict[str, WebhookSource] = {}
         generic = daemon.vendors.generic
@@ -249,6 +252,14 @@ class Daemon:
         if hub.client_secret_env and self.env.get(hub.client_secret_env):
             known["hubspot"] = sources.hubspot([self.env[hub.client_secret_env]], crm.contact_email)
         return runtime, known, links
+
+    def _mailer(self, daemon: DaemonConfig) -> MailPort | None:
+        """The SMTP relay for candidate email with ``mail.via: smtp``; None: the CRM sends."""
+        from adapters.smtp.mail import mailer_from_config
+
+        if daemon.mail.via != "smtp" or daemon.mail.smtp is None:
+            return None
+        return mailer_from_config(daemon.mail.smtp, self.env)
 
     def _limiter(self, per_10s: int) -> Any:
         from adapters.ratelimit import WindowLimiter

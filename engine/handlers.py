@@ -1,4 +1,4 @@
-"""What each action type does when the outbox runs it.
+"""What each CRM action type does when the outbox runs it.
 
 CRM actions go through a ``CrmPort``. Lookup-before-create is
 race-free in three layers: one person's actions run one at a time (the ordering key is the
@@ -6,8 +6,18 @@ email); our identity link remembers the contact id the moment we learn it, so an
 consistent CRM search is only the second source; and a create that finds the email taken
 (HubSpot 409) turns into an update of the existing contact. Exactly one contact per person.
 
-Action types without a handler here (sequence.*, ats.*, notify.*, http.request) come with the
-sequence and adapter issues; until then the dispatcher dead-letters them with a clear reason.
+``crm.send_email`` checks, in order: the suppression list, the send window, quiet hours and
+the frequency cap (the last two for nurture mail only), then, for nurture mail, the CRM's own
+subscription status when a ``ConsentPort`` is given (one GET per nurture send: an address
+NOT_SUBSCRIBED there is skipped and suppressed here, closing the gap until the engagement
+poller reads the unsubscribe). It then sends through the CRM's transactional email, or, with a
+``MailPort`` (``mail.via: smtp``), renders the template itself and sends over SMTP
+(``engine.mail``). The guardrails are the same on both paths.
+
+Other action types are handled elsewhere: ``suppress``, ``sequence.enroll`` and
+``sequence.exit`` run inside the deciding transaction (``local_actions``); ``ats.*`` and
+``notify.*`` are ``handlers_writeback``; ``http.request`` is ``adapters.generic``'s handler,
+which the daemon adds. A type with no handler in a build is dead-lettered with that reason.
 """
 
 from __future__ import annotations
@@ -19,13 +29,14 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.config.load import ConfigSet
-from engine.config.model import link_variable
+from engine.config.model import Template, link_variable
 from engine.errors import ContactExists
 from engine.guardrails import Guardrails, Window
 from engine.identity import normalise_email
 from engine.links import LinkSigner
+from engine.mail import SmtpDelivery, TemplateError, render
 from engine.outbox import ActionDeferred, ActionFailed, ActionSkipped, Handler
-from engine.ports import CrmPort
+from engine.ports import ConsentPort, CrmPort, MailPort
 from engine.store import queries
 from engine.store.queries import Claimed
 from engine.store.store import Store
@@ -62,6 +73,9 @@ class CrmHandlers:
         clock: Clock,
         guardrails: Guardrails | None = None,
         links: LinkSigner | None = None,
+        *,
+        consent: ConsentPort | None = None,
+        mail: MailPort | None = None,
     ) -> None:
         self.store = store
         self.crm = crm
@@ -69,6 +83,8 @@ class CrmHandlers:
         self.clock = clock
         self.guardrails = guardrails or Guardrails()
         self.links = links
+        self.consent = consent  # None: no subscription check before nurture mail
+        self.smtp = SmtpDelivery(store, mail, clock) if mail is not None else None
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -142,6 +158,8 @@ class CrmHandlers:
         if template is None:
             raise ActionFailed(f"template {template_id!r} is not in the running config")
         await self._check_timing(job, template.category)
+        if template.category == "nurture" and self.consent is not None:
+            await self._check_subscription(to)
         variables = {
             k: crm_value(v) for k, v in job.payload["fields"].items() if k != "to" and v is not None
         }
@@ -160,10 +178,40 @@ class CrmHandlers:
                 sequence=sequence if step else None,
                 step=step or None,
             )
+        if self.smtp is not None:
+            subject, text = self._render(template, variables)
+            sent = await self.smtp.deliver(job, to, subject, text)
+            return {"template": template_id, "via": "smtp", **sent}
         status = await self.crm.send_transactional(
             template.crm_email_id, to, job.idempotency_key, variables
         )
         return {"template": template_id, "status": status}
+
+    async def _check_subscription(self, to: str) -> None:
+        """The CRM's consent record at send time; an opt-out there is suppressed here too."""
+        assert self.consent is not None
+        reason = await self.consent.opted_out(to)
+        if reason is None:
+            return
+        async with self.store.transaction() as conn:
+            await queries.suppress(conn, to, "unsubscribed", self.clock.now())
+        raise ActionSkipped(f"{reason}; address suppressed")
+
+    @staticmethod
+    def _render(template: Template, variables: dict[str, str]) -> tuple[str, str]:
+        if template.body is None:
+            raise ActionFailed(
+                f"template {template.id!r} has no body; mail.via smtp needs one "
+                "(nurture validate --config reports this)"
+            )
+        declared = {*template.variables, *(link_variable(x) for x in template.links)}
+        try:
+            return (
+                render(template.subject, variables, declared),
+                render(template.body, variables, declared),
+            )
+        except TemplateError as exc:
+            raise ActionFailed(f"template {template.id!r}: {exc}") from exc
 
     async def _check_timing(self, job: Claimed, category: str) -> None:
         """Send windows always; quiet hours and the frequency cap for nurture mail only."""

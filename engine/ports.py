@@ -31,6 +31,22 @@ class CrmPort(Protocol):
         ...
 
 
+class ConsentPort(Protocol):
+    """The CRM's own record of consent, read just before a nurture email (HubSpot)."""
+
+    async def opted_out(self, email: str) -> str | None:
+        """Why this address must not get nurture email (e.g. NOT_SUBSCRIBED), or None."""
+        ...
+
+
+class MailPort(Protocol):
+    """Candidate email the engine renders itself and hands to a relay (SMTP)."""
+
+    async def send_mail(self, to: str, subject: str, text: str, message_id: str) -> None:
+        """Deliver one plain-text message; the relay never de-duplicates ``message_id``."""
+        ...
+
+
 class AlertPort(Protocol):
     """Somewhere alerts go (a Slack incoming webhook, an SMTP mailbox)."""
 

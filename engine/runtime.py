@@ -22,7 +22,7 @@ from engine.intake import AlertSettings, Intake
 from engine.links import LinkSigner
 from engine.local_actions import LocalActions
 from engine.outbox import Dispatcher, Handler, RetryPolicy
-from engine.ports import AlertPort, AtsPort, CrmPort, NotifierPort
+from engine.ports import AlertPort, AtsPort, ConsentPort, CrmPort, MailPort, NotifierPort
 from engine.sequences import Sequencer
 from engine.steps import StepRunner
 from engine.store.store import Store
@@ -69,12 +69,16 @@ class Runtime:
         notifier: NotifierPort | None = None,
         links: LinkSigner | None = None,
         extra_handlers: Mapping[str, Handler] | None = None,
+        consent: ConsentPort | None = None,
+        mail: MailPort | None = None,
     ) -> Runtime:
         settings = alerts or alert_settings(config)
         rules = RuleSet.build(config, clock)
         sequencer = Sequencer(config, clock)
         guardrails = Guardrails.from_daemon(config.daemon)
-        handlers = CrmHandlers(store, crm, config, clock, guardrails, links).handlers()
+        handlers = CrmHandlers(
+            store, crm, config, clock, guardrails, links, consent=consent, mail=mail
+        ).handlers()
         if ats is not None and notifier is not None:
             handlers.update(WritebackHandlers(ats, notifier).handlers())
         if extra_handlers:

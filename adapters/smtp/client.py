@@ -101,15 +101,19 @@ class SmtpAlertTarget:
             f"password={'***' if self._password is not None else None})"
         )
 
-    def build_message(self, subject: str, text: str) -> EmailMessage:
-        """The RFC 5322 message for one alert: text/plain, UTF-8."""
+    def build_message(self, subject: str, text: str, message_id: str | None = None) -> EmailMessage:
+        """The RFC 5322 message for one alert: text/plain, UTF-8.
+
+        ``message_id`` (``<left@right>``) replaces the random one, e.g. to name a candidate
+        email by its idempotency key.
+        """
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         # A header value may not hold a line break; an alert subject is one line anyway.
         msg["Subject"] = " ".join(subject.split())
         msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=self._envelope_from.rpartition("@")[2])
+        msg["Message-ID"] = message_id or make_msgid(domain=self._envelope_from.rpartition("@")[2])
         msg.set_content(text, subtype="plain", charset="utf-8")
         return msg
 
@@ -129,9 +133,9 @@ class SmtpAlertTarget:
             local_hostname=self.local_hostname,
         )
 
-    async def send_alert(self, subject: str, text: str) -> None:
-        """Deliver one alert; raises ``AdapterError`` subclasses only."""
-        message = self.build_message(subject, text)
+    async def send_alert(self, subject: str, text: str, *, message_id: str | None = None) -> None:
+        """Deliver one message; raises ``AdapterError`` subclasses only."""
+        message = self.build_message(subject, text, message_id)
         smtp = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,

@@ -256,6 +256,16 @@ class SmtpSimulator:
         with self._handler.lock:
             return list(self._handler.messages)
 
+    def duplicate_message_ids(self) -> dict[str, int]:
+        """Message-IDs accepted more than once, with their counts (SMTP itself never dedups,
+        so this is how a test proves a retry did not send an email twice)."""
+        counts: dict[str, int] = {}
+        for message in self.messages:
+            ident = message.headers.get("Message-ID", "")
+            if ident:
+                counts[ident] = counts.get(ident, 0) + 1
+        return {ident: n for ident, n in counts.items() if n > 1}
+
     @property
     def mail_from_attempts(self) -> list[str]:
         """Every ``MAIL FROM`` address seen, accepted or not."""

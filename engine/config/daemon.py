@@ -79,8 +79,17 @@ class HubSpot(Model):
         "starter", description="sets the client-side rate limit (100 or 190 requests / 10 s)"
     )
     client_secret_env: EnvVarName | None = Field(None, description="verifies v3-signed webhooks")
-    subscription_id: str | None = None
+    subscription_id: str | None = Field(
+        None,
+        description="the subscription nurture mail belongs to; the send-time check then "
+        "reads only it (and an opt-out of all email)",
+    )
     poll_every: Duration = "1m"
+    check_subscription_before_send: bool = Field(
+        True,
+        description="one status GET before each nurture email; NOT_SUBSCRIBED skips the send "
+        "and suppresses the address",
+    )
 
 
 class GenericWebhooks(Model):
@@ -119,6 +128,15 @@ class EmailTarget(Model):
     kind: Literal["email"]
     to: list[str] = Field(min_length=1)
     smtp: Smtp
+
+
+class Mail(Model):
+    """How candidate email (crm.send_email) leaves: the CRM's transactional send, or SMTP."""
+
+    via: Literal["crm", "smtp"] = Field(
+        "crm", description="crm: HubSpot single-send of crm_email_id; smtp: the template body"
+    )
+    smtp: Smtp | None = Field(None, description="the relay; required with via: smtp")
 
 
 class Alerting(Model):
@@ -167,3 +185,4 @@ class DaemonConfig(Model):
     vendors: Vendors
     alerting: Alerting
     guardrails: Guardrails = Guardrails()
+    mail: Mail = Mail()

@@ -127,6 +127,12 @@ class Template(Model):
     id: Identifier
     description: str | None = None
     subject: str = Field(min_length=1, description="{name} inserts the variable 'name'")
+    body: str | None = Field(
+        None,
+        min_length=1,
+        description="plain-text body for mail sent over SMTP (required with mail.via: smtp); "
+        "{name} inserts the variable 'name'",
+    )
     crm_email_id: str = Field(min_length=1, description="the CRM's id of the email template")
     category: Literal["nurture", "transactional"] = "nurture"
     variables: list[Identifier] = Field(

@@ -467,15 +467,31 @@ class SemanticChecker:
     def _template(self, located: Located[Template]) -> None:
         template, document, pointer = located.item, located.document, located.pointer
         known = {*template.variables, *(link_variable(x) for x in template.links)}
-        for name in PLACEHOLDER.findall(template.subject):
-            if name not in known:
-                self.out.report(
-                    document,
-                    f"{pointer}/subject",
-                    f"subject uses {{{name}}}, which is not a variable",
-                    expected=one_of(known) if known else "declared variables",
-                    hint=did_you_mean(name, known),
-                )
+        texts = {"subject": template.subject, "body": template.body or ""}
+        for part, text in texts.items():
+            for match in PLACEHOLDER.finditer(text):
+                name = match.group(1)
+                if name not in known:
+                    self.out.report(
+                        document,
+                        f"{pointer}/{part}",
+                        f"{part} uses {{{name}}}, which is not a variable",
+                        expected=one_of(known) if known else "declared variables",
+                        hint=did_you_mean(name, known),
+                        # a column is only trustworthy on one line
+                        offset=None if "\n" in text else match.start(),
+                    )
+        daemon = self.daemon
+        if daemon is not None and daemon.item.mail.via == "smtp" and template.body is None:
+            self.out.report(
+                document,
+                f"{pointer}/id",
+                f"template {template.id!r} has no body, but mail goes via smtp "
+                f"({daemon.document.path}: mail.via)",
+                expected="body: <plain text with {placeholders}>",
+                hint="over SMTP nurture renders the mail itself; crm_email_id is only used "
+                "with mail.via: crm",
+            )
         if template.id not in self.used_templates:
             self.unused.append(
                 (
@@ -530,6 +546,13 @@ class SemanticChecker:
                     f"duplicate alerting target {target.name!r}",
                 )
             names.add(target.name)
+        if config.mail.via == "smtp" and config.mail.smtp is None:
+            self.out.report(
+                document,
+                "/mail",
+                "mail.via is 'smtp' but mail has no 'smtp' relay",
+                expected="mail: {via: smtp, smtp: {host: ..., port: 587, sender: ...}}",
+            )
         try:
             ZoneInfo(config.guardrails.default_time_zone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -230,3 +230,17 @@ poll_cursors = Table(
     Column("value", String(400), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+mail_sends = Table(
+    "mail_sends",
+    metadata,
+    # one row per candidate email sent over SMTP (mail.via: smtp), keyed like its outbox action
+    Column("idempotency_key", String(400), primary_key=True),
+    Column("message_id", String(1000), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    # sending (outcome unknown until sent), sent, refused (the server said no: not delivered)
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+)

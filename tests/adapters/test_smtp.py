@@ -11,8 +11,9 @@ from email.utils import parseaddr, parsedate_to_datetime
 import pytest
 
 from adapters.smtp import SmtpAlertTarget, from_config
+from adapters.smtp.mail import mailer_from_config
 from adapters.smtp.simulator import SmtpSimulator, self_signed_pem
-from engine.config.daemon import EmailTarget
+from engine.config.daemon import EmailTarget, Smtp
 from engine.errors import AdapterError, AdapterRejected, AdapterTimeout, AdapterUnavailable
 from engine.ports import AlertPort
 
@@ -295,3 +296,36 @@ def test_self_signed_certificate_is_cached_and_loadable() -> None:
     assert cert.startswith("-----BEGIN CERTIFICATE-----")
     assert "PRIVATE KEY" in key
     assert self_signed_pem() == (cert, key)
+
+
+# -- candidate mail (mail.via: smtp) --------------------------------------------------------
+
+
+def mail_relay(server: SmtpSimulator, **smtp: object) -> Smtp:
+    options: dict[str, object] = {"host": server.host, "port": server.port, "sender": USER}
+    options.update(smtp)
+    return Smtp(**options)  # type: ignore[arg-type]
+
+
+async def test_mailer_sends_to_one_address_with_the_given_message_id(
+    tls_server: SmtpSimulator,
+) -> None:
+    relay = mail_relay(tls_server, username_env="U", password_env="P")
+    mailer = mailer_from_config(
+        relay, {"U": USER, "P": PASSWORD}, tls_context=tls_server.client_tls_context()
+    )
+    await mailer.send_mail("maya@example.com", "Hi", "Body", "<42%3Aday-0%3A0@nurture>")
+    await mailer.send_mail("maya@example.com", "Hi", "Body", "<42%3Aday-0%3A0@nurture>")
+
+    first, _ = tls_server.messages
+    assert first.tls and first.rcpt_tos == ("maya@example.com",)
+    assert first.headers["To"] == "maya@example.com"
+    assert first.headers["Message-ID"] == "<42%3Aday-0%3A0@nurture>"
+    assert tls_server.duplicate_message_ids() == {"<42%3Aday-0%3A0@nurture>": 2}
+    assert PASSWORD not in repr(mailer)
+
+
+def test_mailer_from_config_names_a_missing_variable() -> None:
+    relay = Smtp(host="smtp.example.com", username_env="U", password_env="P", sender=USER)
+    with pytest.raises(ValueError, match=r"mail\.smtp\.password_env: environment variable P"):
+        mailer_from_config(relay, {"U": USER})

@@ -150,6 +150,9 @@ BAD: dict[str, list[Expected]] = {
         (18, 28, "/rules/1/actions/0/params/template", "unknown template 'aplication-received'",
          "did you mean 'application-received'?"),
     ],
+    "rules/body-placeholder-not-a-variable.bad.yaml": [
+        (15, 52, "/templates/0/body", "body uses {role}, which is not a variable", None),
+    ],
     "rules/unmapped-template-variable.bad.yaml": [
         (9, 9, "/rules/0/actions/0/fields",
          "template 'application-received' needs the variable 'role'", None),
@@ -206,6 +209,13 @@ BAD: dict[str, list[Expected]] = {
     ],
     "daemon/unknown-time-zone.bad": [
         (19, 22, "/guardrails/default_time_zone", "unknown time zone 'Europe/Munich'", None),
+    ],
+    "daemon/smtp-mail-without-relay.bad": [
+        (19, 3, "/mail", "mail.via is 'smtp' but mail has no 'smtp' relay", None),
+    ],
+    "daemon/smtp-template-without-body.bad": [
+        (13, 9, "/templates/0/id",
+         "template 'application-received' has no body, but mail goes via smtp", "crm_email_id"),
     ],
 }  # fmt: skip
 
