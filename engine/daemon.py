@@ -37,7 +37,7 @@ from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.types import parse_duration
 from engine.links import LinkSigner
 from engine.metrics import Metrics
-from engine.outbox import work
+from engine.outbox_stream import Stream
 from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
@@ -447,7 +447,7 @@ class Daemon:
 
     async def _work(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """The outbox workers, always on the current runtime (so a reload takes effect)."""
-        await work(lambda: self._runtime().dispatcher, stop, wake, idle=0.2)
+        await Stream(lambda: self._runtime().dispatcher, idle=0.2).run(stop, wake)
 
     async def _watch(self) -> None:
         while True:

@@ -101,10 +101,9 @@ class CrmHandlers:
         return email
 
     async def _known_contact(self, email: str) -> str | None:
-        async with self.store.read() as conn:
-            link = await queries.link_for_email(conn, email)
-        if link is not None:
-            return str(link["contact_id"])
+        known = await queries.contact_id_now(self.store, email)
+        if known is not None:
+            return known
         return await self.crm.search_contact_by_email(email)
 
     async def _remember(self, email: str, contact_id: str, candidate_id: str | None) -> None:
@@ -149,8 +148,7 @@ class CrmHandlers:
 
     async def send_email(self, job: Claimed) -> dict[str, Any]:
         to = await self._email(job, "to")
-        async with self.store.read() as conn:  # consent is checked at send time, not earlier
-            reason = await queries.suppression_reason(conn, to)
+        reason = await queries.suppression_reason_now(self.store, to)  # at send time
         if reason is not None:
             raise ActionSkipped(f"suppressed ({reason})")
         template_id = job.payload["params"]["template"]

@@ -98,7 +98,7 @@ class Dispatcher:
         *,
         retry: RetryPolicy | None = None,
         alerts: AlertSettings | None = None,
-        concurrency: int = 16,
+        concurrency: int = 32,
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
     ) -> None:

@@ -61,7 +61,7 @@ class Runtime:
         *,
         retry: RetryPolicy | None = None,
         alerts: AlertSettings | None = None,
-        concurrency: int = 16,
+        concurrency: int = 32,
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
         step_batch: int = 1000,

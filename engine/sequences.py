@@ -25,12 +25,10 @@ from engine.config.types import parse_duration
 from engine.evaluate import Evaluator, compile_expression, truthy
 from engine.expressions import parse_timestamp
 from engine.identity import normalise_email
-from engine.store.queries import _insert
+from engine.store import queries
 from engine.store.tables import (
-    candidate_snapshots,
     enrollment_steps,
     enrollments,
-    jobs,
     outbox,
 )
 
@@ -98,11 +96,7 @@ class Sequencer:
         email = normalise_email((data.get("candidate") or {}).get("email")) or normalise_email(
             (data.get("contact") or {}).get("email")
         )
-        who = self._whose(candidate_id, email)
-        if who is None:
-            return []
-        query = select(enrollments).where(who, enrollments.c.status == "active")
-        active = (await conn.execute(query)).mappings().all()
+        active = await queries.active_enrollments(conn, candidate_id, email)
         ended: list[tuple[int, str]] = []
         for row in active:
             compiled = self.compiled.get(row["sequence_id"])
@@ -143,29 +137,11 @@ class Sequencer:
     async def _snapshot(self, conn: AsyncConnection, data: dict[str, Any], now: datetime) -> None:
         candidate = data.get("candidate")
         if isinstance(candidate, dict) and candidate.get("id") and candidate.get("email"):
-            values = {"candidate": candidate, "updated_at": now}
-            statement = _insert(conn, candidate_snapshots).values(
-                candidate_id=str(candidate["id"]), **values
-            )
-            await conn.execute(
-                statement.on_conflict_do_update(index_elements=["candidate_id"], set_=values)
-            )
-        job = (
-            (data.get("application") or {}).get("job")
-            if isinstance(data.get("application"), dict)
-            else None
-        )
+            await queries.save_snapshot(conn, str(candidate["id"]), candidate, now)
+        application = data.get("application")
+        job = application.get("job") if isinstance(application, dict) else None
         if isinstance(job, dict) and job.get("id"):
-            values = {
-                "job": job,
-                "status": job.get("status"),
-                "department": job.get("department"),
-                "updated_at": now,
-            }
-            statement = _insert(conn, jobs).values(job_id=str(job["id"]), **values)
-            await conn.execute(
-                statement.on_conflict_do_update(index_elements=["job_id"], set_=values)
-            )
+            await queries.save_job(conn, job, now)
 
     # -- enrol, exit ----------------------------------------------------------------------
     async def enroll(

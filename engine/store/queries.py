@@ -9,23 +9,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.store.prepared import Prepared, raw_sqlite
 from engine.store.tables import (
     alerts,
     application_stages,
+    candidate_snapshots,
+    enrollments,
     identity_links,
     inbox,
+    jobs,
     outbox,
     pauses,
     poll_cursors,
     rule_firings,
     suppressions,
 )
+
+if TYPE_CHECKING:
+    from engine.store.store import Store
 
 OUTBOX_DEFAULTS: dict[str, Any] = {
     "finished_at": None,
@@ -40,8 +47,102 @@ CLAIMABLE = ("pending", "deferred")
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
-    dialect = conn.dialect.name
+    return _insert_for(conn.dialect.name, table)
+
+
+def _insert_for(dialect: str, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+# The statements every event or action runs, built once (see engine.store.prepared).
+_INBOX_COLUMNS = [c.name for c in inbox.columns if c.name != "id"]
+_INSERT_EVENT = Prepared(
+    lambda d: (
+        _insert_for(d, inbox)
+        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+        .returning(inbox.c.id)
+    ),
+    _INBOX_COLUMNS,
+)
+_STAGE_OF = Prepared(
+    lambda d: select(application_stages.c.stage_id, application_stages.c.stage_name).where(
+        application_stages.c.application_id == bindparam("application_id")
+    )
+)
+_STAGE_VALUES = ["application_id", "stage_id", "stage_name", "updated_at"]
+_SAVE_STAGE = Prepared(
+    lambda d: (statement := _insert_for(d, application_stages)).on_conflict_do_update(
+        index_elements=["application_id"],
+        set_={k: statement.excluded[k] for k in _STAGE_VALUES[1:]},
+    ),
+    _STAGE_VALUES,
+)
+_LINK_FOR_EMAIL = Prepared(
+    lambda d: select(identity_links).where(identity_links.c.email == bindparam("email"))
+)
+_CONTACT_FOR_EMAIL = Prepared(
+    lambda d: select(identity_links.c.contact_id).where(
+        identity_links.c.email == bindparam("email")
+    )
+)
+_SUPPRESSION_REASON = Prepared(
+    lambda d: select(suppressions.c.reason).where(suppressions.c.email == bindparam("email"))
+)
+_FIRING_COLUMNS = [c.name for c in rule_firings.columns if c.name != "id"]
+_INSERT_FIRING = Prepared(lambda d: rule_firings.insert(), _FIRING_COLUMNS)
+_OUTBOX_COLUMNS = [c.name for c in outbox.columns if c.name != "id"]
+_INSERT_ACTION = Prepared(
+    lambda d: (
+        _insert_for(d, outbox)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(outbox.c.id)
+    ),
+    _OUTBOX_COLUMNS,
+)
+_RETRY_LATER = ["status", "attempts", "lease_until", "last_error", "next_attempt_at"]
+_FINISHED = ["status", "attempts", "lease_until", "last_error", "finished_at", "result"]
+
+
+def _upsert(table: Any, key: str) -> Prepared:
+    """INSERT ... ON CONFLICT (key) DO UPDATE every other column."""
+    columns = [c.name for c in table.columns]
+
+    def build(dialect: str) -> Any:
+        statement = _insert_for(dialect, table)
+        return statement.on_conflict_do_update(
+            index_elements=[key], set_={c: statement.excluded[c] for c in columns if c != key}
+        )
+
+    return Prepared(build, columns)
+
+
+_SAVE_SNAPSHOT = _upsert(candidate_snapshots, "candidate_id")
+_SAVE_JOB = _upsert(jobs, "job_id")
+
+
+def _active_by(column: Any) -> Prepared:
+    return Prepared(
+        lambda d: select(enrollments).where(
+            column == bindparam("who"), enrollments.c.status == "active"
+        )
+    )
+
+
+_ACTIVE_OF_CANDIDATE = _active_by(enrollments.c.candidate_id)
+_ACTIVE_OF_EMAIL = _active_by(enrollments.c.email)
+
+
+def _finish(names: list[str]) -> Prepared:
+    return Prepared(
+        lambda d: (
+            update(outbox)
+            .where(outbox.c.id == bindparam("action_id"))
+            .values({n: bindparam(n) for n in names})
+        )
+    )
+
+
+_FINISH_ACTION = {True: _finish(_RETRY_LATER), False: _finish(_FINISHED)}
 
 
 # -- inbox --------------------------------------------------------------------------------
@@ -49,13 +150,8 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
 
 async def insert_event(conn: AsyncConnection, row: dict[str, Any]) -> int | None:
     """Store an event; None when (source, delivery_id) is already there (a redelivery)."""
-    statement = (
-        _insert(conn, inbox)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-        .returning(inbox.c.id)
-    )
-    return (await conn.execute(statement)).scalar_one_or_none()
+    rows = await _INSERT_EVENT.rows(conn, {"config_digest": None, "subject": None, **row})
+    return int(rows[0][0]) if rows else None
 
 
 async def event_by_delivery(conn: AsyncConnection, source: str, delivery_id: str) -> Any:
@@ -70,20 +166,51 @@ async def swap_stage(
     conn: AsyncConnection, application_id: str, stage: dict[str, Any] | None, now: datetime
 ) -> dict[str, Any] | None:
     """Remember the application's current stage; return the one remembered before."""
-    query = select(application_stages).where(application_stages.c.application_id == application_id)
-    before = (await conn.execute(query)).mappings().first()
+    before = await _STAGE_OF.rows(conn, {"application_id": application_id})
+    stage_id = (stage or {}).get("id")
+    await _SAVE_STAGE.run(
+        conn,
+        {
+            "application_id": application_id,
+            "stage_id": None if stage_id is None else str(stage_id),
+            "stage_name": (stage or {}).get("name"),
+            "updated_at": now,
+        },
+    )
+    if not before or before[0][1] is None:
+        return None
+    return {"id": before[0][0], "name": before[0][1]}
+
+
+async def save_snapshot(
+    conn: AsyncConnection, candidate_id: str, candidate: dict[str, Any], now: datetime
+) -> None:
+    """The candidate as last seen (sequence steps render from it)."""
+    values = {"candidate_id": candidate_id, "candidate": candidate, "updated_at": now}
+    await _SAVE_SNAPSHOT.run(conn, values)
+
+
+async def save_job(conn: AsyncConnection, job: dict[str, Any], now: datetime) -> None:
+    """The job as last seen (Sequence B's Day 60 looks for a matching open role)."""
     values = {
-        "stage_id": (stage or {}).get("id"),
-        "stage_name": (stage or {}).get("name"),
+        "job_id": str(job["id"]),
+        "job": job,
+        "status": job.get("status"),
+        "department": job.get("department"),
         "updated_at": now,
     }
-    statement = _insert(conn, application_stages).values(application_id=application_id, **values)
-    await conn.execute(
-        statement.on_conflict_do_update(index_elements=["application_id"], set_=values)
-    )
-    if before is None or before["stage_name"] is None:
-        return None
-    return {"id": before["stage_id"], "name": before["stage_name"]}
+    await _SAVE_JOB.run(conn, values)
+
+
+async def active_enrollments(
+    conn: AsyncConnection, candidate_id: str | None, email: str | None
+) -> list[dict[str, Any]]:
+    """Active enrolments of this candidate, or of this address when no candidate is known."""
+    if candidate_id is not None:
+        return await _ACTIVE_OF_CANDIDATE.mappings(conn, {"who": candidate_id})
+    if email is not None:
+        return await _ACTIVE_OF_EMAIL.mappings(conn, {"who": email})
+    return []
 
 
 async def remembered_stage(conn: AsyncConnection, application_id: str) -> dict[str, Any] | None:
@@ -99,8 +226,8 @@ async def remembered_stage(conn: AsyncConnection, application_id: str) -> dict[s
 
 
 async def link_for_email(conn: AsyncConnection, email: str) -> Any:
-    query = select(identity_links).where(identity_links.c.email == email)
-    return (await conn.execute(query)).mappings().first()
+    found = await _LINK_FOR_EMAIL.mappings(conn, {"email": email})
+    return found[0] if found else None
 
 
 async def save_link(
@@ -127,28 +254,49 @@ async def suppress(conn: AsyncConnection, email: str, reason: str, now: datetime
     return (await conn.execute(statement)).scalar_one_or_none() is not None
 
 
+async def suppression_reason_now(store: Store, email: str) -> str | None:
+    """``suppression_reason`` outside a transaction, as cheaply as the backend allows."""
+    raw = store.reader()
+    if raw is not None:
+        found = _SUPPRESSION_REASON.rows_on(raw, store.engine.dialect, {"email": email})
+        return str(found[0][0]) if found else None
+    async with store.read() as conn:
+        return await suppression_reason(conn, email)
+
+
+async def contact_id_now(store: Store, email: str) -> str | None:
+    """The CRM contact id our identity link remembers for this address, if any."""
+    raw = store.reader()
+    if raw is not None:
+        found = _CONTACT_FOR_EMAIL.rows_on(raw, store.engine.dialect, {"email": email})
+    else:
+        async with store.read() as conn:
+            found = await _CONTACT_FOR_EMAIL.rows(conn, {"email": email})
+    return str(found[0][0]) if found else None
+
+
 async def suppression_reason(conn: AsyncConnection, email: str) -> str | None:
-    query = select(suppressions.c.reason).where(suppressions.c.email == email)
-    return (await conn.execute(query)).scalar_one_or_none()
+    found = await _SUPPRESSION_REASON.rows(conn, {"email": email})
+    return str(found[0][0]) if found else None
 
 
 # -- rule firings and the outbox -------------------------------------------------------------
 
 
 async def insert_firings(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(rule_firings.insert(), list(rows))
+    await _INSERT_FIRING.run_many(conn, [{"error": None, **row} for row in rows])
 
 
 async def insert_actions(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
     """Queue actions; one whose idempotency key exists already is skipped, not doubled."""
     if not rows:
         return 0
-    statement = (
-        _insert(conn, outbox)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(outbox.c.id)
-    )
+    if raw_sqlite(conn) is not None:  # one prepared statement per row: microseconds each
+        queued = 0
+        for row in rows:
+            queued += len(await _INSERT_ACTION.rows(conn, {**OUTBOX_DEFAULTS, **row}))
+        return queued
+    statement = _INSERT_ACTION.statement(conn.dialect.name)
     # one multi-row statement; every row names every column (local actions add a few)
     result = await conn.execute(statement, [{**OUTBOX_DEFAULTS, **row} for row in rows])
     return len(result.all())
@@ -252,18 +400,20 @@ async def finish_action(
     result: dict[str, Any] | None = None,
 ) -> None:
     values: dict[str, Any] = {
+        "action_id": action_id,
         "status": status,
         "attempts": attempts,
         "lease_until": None,
         "last_error": error,
     }
-    if status in CLAIMABLE:
+    later = status in CLAIMABLE
+    if later:
         assert next_attempt_at is not None
         values["next_attempt_at"] = next_attempt_at
     else:
         values["finished_at"] = now
         values["result"] = result
-    await conn.execute(update(outbox).where(outbox.c.id == action_id).values(**values))
+    await _FINISH_ACTION[later].run(conn, values)
 
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:

@@ -5,8 +5,9 @@ at concurrency 8 (the CRM answering after 5 ms). For scale, measured on the issu
 n8n 2.40 completes about 22 events/s (65 tuned) with an end-to-end p50 of 117 ms; a
 non-durable 60-line aiohttp script about 2,200 events/s.
 
-Everything runs in this one process and event loop, as the engine does in-process: the
-HubSpot simulator (5 ms latency, on loopback), the store, a ``Runtime`` built by
+The HubSpot simulator (5 ms latency) runs in a process of its own, as a vendor does, and is
+called over loopback HTTP; everything else runs in this one process and event loop, as the
+engine does in ``nurture run``: the store, a ``Runtime`` built by
 ``Runtime.build`` with the real handlers and ``HubSpotClient``, its ``Dispatcher.run_forever``
 as a background task, and 8 producer tasks that push ``ats.application.created`` events
 through ``Intake.accept`` (a closed loop: each producer sends its next event as soon as the
@@ -44,6 +45,7 @@ import math
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -55,14 +57,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from aiohttp import web
 
 from adapters.hubspot.client import HubSpotClient
-from adapters.hubspot.simulator import HubSpotSimulator
 from engine.clock import SystemClock
 from engine.config.load import ConfigSet, load_config
 from engine.events import Event
 from engine.outbox import Outcome
+from engine.outbox_stream import Stream
 from engine.runtime import Runtime
 from engine.store import queries
 from engine.store.store import Store
@@ -125,36 +126,36 @@ class BenchmarkError(AssertionError):
     """The benchmark's own set-up is wrong (the config did not load)."""
 
 
-# -- the timed CRM --------------------------------------------------------------------------
+# -- the timed CRM, in a process of its own ---------------------------------------------------
 
 
-class TimedHubSpot(HubSpotSimulator):
-    """The loopback HubSpot, stamping ``perf_counter()`` when each send reaches its handler
-    (after the simulated latency); ``done`` is set once ``expected`` distinct sends arrived."""
+class RemoteCrm:
+    """``crm_process`` started as a subprocess; ``received()`` reads its send stamps."""
 
-    def __init__(self, token: str, *, latency: float, expected: int) -> None:
-        super().__init__(token, latency=latency)
-        self.expected = expected
-        self.received: dict[str, float] = {}
-        self.done = asyncio.Event()
+    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
+        self.process, self.url = process, url
 
-    async def _send(self, request: web.Request) -> web.Response:
-        stamp = time.perf_counter()
-        body = await request.json()  # aiohttp keeps the body: the simulator reads it again
-        send_id = str((body.get("message") or {}).get("sendId"))
-        self.received.setdefault(send_id, stamp)
-        if len(self.received) >= self.expected:
-            self.done.set()
-        return await super()._send(request)
+    @classmethod
+    async def start(cls, folder: Path, latency: float) -> RemoteCrm:
+        port_file = folder / "crm.port"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bench.crm_process", str(port_file), str(latency)
+        )
+        for _ in range(600):  # the child starting up: bounded, at most 30 s
+            if port_file.exists() and port_file.read_text():
+                return cls(process, f"http://127.0.0.1:{port_file.read_text()}")
+            await asyncio.sleep(0.05)
+        process.kill()
+        raise RuntimeError("the CRM simulator process did not start")
 
+    async def received(self, session: aiohttp.ClientSession) -> tuple[dict[str, float], int]:
+        async with session.get(self.url + "/_bench/received") as answer:
+            body = await answer.json()
+        return body["received"], int(body["requests"])
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    async def stop(self) -> None:
+        self.process.terminate()
+        await self.process.wait()
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -240,7 +241,6 @@ class Result:
     statuses: dict[str, int] = field(default_factory=dict)
     crm_requests: int = 0
     batches: list[int] = field(default_factory=list)
-    empty_polls: int = 0
     peak_rss: int = 0
     peak_rss_whole_process: bool = False
     error: str | None = None
@@ -314,34 +314,35 @@ async def run_scenario(
     run = uuid.uuid4().hex[:8]
     batch = make_events(events, run)
     expected = {send_id(event, scenario): i for i, event in enumerate(batch)}
-    simulator = TimedHubSpot(TOKEN, latency=latency, expected=events)
-    runner, url = await _serve(simulator.app())
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
         folder = Path(tmp)
         config = load(scenario.config_text(), folder / "config")
+        simulator = await RemoteCrm.start(folder, latency)
         try:
             store, close = await _open_store(backend, folder)
         except (OSError, asyncpg.PostgresError) as exc:
-            await runner.cleanup()
+            await simulator.stop()
             result.error = f"{type(exc).__name__}: {exc}"
             return result
         try:
             async with aiohttp.ClientSession() as session:
-                crm = HubSpotClient(session, url, TOKEN)
+                crm = HubSpotClient(session, simulator.url, TOKEN)
                 runtime = Runtime.build(store, config, SystemClock(), crm)
-                await _drive(runtime, simulator, batch, expected, result, concurrency, timeout)
+                await _drive(
+                    runtime, simulator, session, batch, expected, result, concurrency, timeout
+                )
                 async with store.read() as conn:
                     result.statuses = await queries.status_counts(conn)
         finally:
             await close()
-            await runner.cleanup()
-    result.crm_requests = simulator.state.requests
+            await simulator.stop()
     return result
 
 
 async def _drive(
     runtime: Runtime,
-    simulator: TimedHubSpot,
+    simulator: RemoteCrm,
+    session: aiohttp.ClientSession,
     batch: list[Event],
     expected: dict[str, int],
     result: Result,
@@ -349,17 +350,13 @@ async def _drive(
     timeout: float | None,
 ) -> None:
     dispatcher = runtime.dispatcher
-    original_run_once = dispatcher.run_once
+    original_record = dispatcher._record
 
-    async def counted_run_once(limit: int = 64) -> list[Outcome]:
-        outcomes = await original_run_once(limit)
-        if outcomes:
-            result.batches.append(len(outcomes))
-        else:
-            result.empty_polls += 1
-        return outcomes
+    async def counted_record(writes: list[Any]) -> list[Outcome]:
+        result.batches.append(len(writes))
+        return await original_record(writes)
 
-    dispatcher.run_once = counted_run_once  # type: ignore[method-assign]
+    dispatcher._record = counted_record  # type: ignore[method-assign]
     stop, wake = asyncio.Event(), asyncio.Event()
     starts = [0.0] * len(batch)
     ack = [0.0] * len(batch)
@@ -375,19 +372,24 @@ async def _drive(
             wake.set()
 
     reset = _reset_peak_rss()
-    worker = asyncio.create_task(dispatcher.run_forever(stop, wake))
+    worker = asyncio.create_task(Stream(lambda: dispatcher).run(stop, wake))
     began = time.perf_counter()
     try:
         await asyncio.gather(*(producer() for _ in range(concurrency)))
         accepted = time.perf_counter()
         limit = timeout if timeout is not None else max(60.0, len(batch) / 20)
-        try:
-            await asyncio.wait_for(simulator.done.wait(), limit)
-        except TimeoutError:
-            result.error = (
-                f"timed out after {limit:.0f} s with {len(simulator.received)} of "
-                f"{len(batch)} sends received"
-            )
+        deadline = time.perf_counter() + limit
+        while True:  # the other process's progress, polled: not a timer of our own
+            stamps, requests = await simulator.received(session)
+            if len(stamps) >= len(batch):
+                break
+            if time.perf_counter() > deadline:
+                result.error = (
+                    f"timed out after {limit:.0f} s with {len(stamps)} of "
+                    f"{len(batch)} sends received"
+                )
+                break
+            await asyncio.sleep(0.05)
     finally:
         stop.set()
         wake.set()
@@ -395,7 +397,8 @@ async def _drive(
     result.peak_rss = _peak_rss_bytes(reset)
     result.peak_rss_whole_process = not reset
     result.accept_seconds = accepted - began
-    received = {key: stamp for key, stamp in simulator.received.items() if key in expected}
+    result.crm_requests = requests
+    received = {key: stamp for key, stamp in stamps.items() if key in expected}
     result.completed = len(received)
     if received:
         result.complete_seconds = max(received.values()) - began
@@ -462,9 +465,8 @@ def rows(results: Sequence[Result], concurrency: int = CONCURRENCY) -> list[Row]
         table.append(
             Row(
                 NAME,
-                f"{label}: dispatcher batches",
-                f"{len(r.batches):,} (mean {mean:.1f} actions, max {max(r.batches, default=0)}),"
-                f" {r.empty_polls:,} empty polls",
+                f"{label}: outcome commits",
+                f"{len(r.batches):,} (mean {mean:.1f} actions, max {max(r.batches, default=0)})",
             )
         )
         rss = f"{r.peak_rss / 2**20:,.0f} MiB"

@@ -1,0 +1,91 @@
+"""The prepared fast path on SQLite stores exactly what the generic SQLAlchemy path stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from engine.clock import ManualClock
+from engine.config.load import load_config
+from engine.events import Event
+from engine.runtime import Runtime
+from engine.store import store as store_module
+from engine.store.prepared import raw_sqlite
+from engine.store.store import Store
+from tests.engine.conftest import START
+from tests.engine.test_engine import application
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+async def _generic_store(path: Path) -> Store:
+    """The same schema through plain aiosqlite: every statement goes through SQLAlchemy."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool)
+    event.listen(engine.sync_engine, "connect", store_module._sqlite_pragmas)
+    store = Store(engine)
+    await store.migrate()
+    return store
+
+
+def _unsubscribed(delivery: str, email: str) -> Event:
+    return Event(
+        id=delivery,
+        source="crm/hubspot",
+        type="crm.contact.unsubscribed",
+        time="2026-03-02T10:00:00Z",
+        data={"contact": {"id": "501", "email": email}},
+    )
+
+
+def _traffic() -> list[Event]:
+    return [
+        application("d1", "c1", "Maya@Example.com"),
+        application("d1", "c1", "Maya@Example.com"),  # a redelivery
+        application("d2", "c2", "ana@example.com", name="Ana"),
+        application(
+            "d3", "c1", "maya@example.com", stage="Interview Scheduled", kind="stage_changed"
+        ),
+        application("d4", "c2", "ana@example.com", stage="Final Interview", kind="stage_changed"),
+        application("d5", "c2", "ana@example.com", stage="Final Interview", kind="rejected"),
+        _unsubscribed("h1", "maya@example.com"),
+    ]
+
+
+def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    db = sqlite3.connect(path)
+    names = [
+        r[0]
+        for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        if r[0] != "alembic_version"
+    ]
+    dump = {
+        name: sorted(db.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr) for name in names
+    }
+    db.close()
+    return dump
+
+
+async def test_the_fast_path_stores_what_the_generic_path_stores(tmp_path: Path) -> None:
+    config = load_config([REPO / "rules", REPO / "sequences"]).config
+    assert config is not None
+    dumps = []
+    for name in ("fast", "generic"):
+        path = tmp_path / f"{name}.db"
+        store = await (Store.open(f"sqlite:///{path}") if name == "fast" else _generic_store(path))
+        # intake only: nothing here calls the CRM, so it needs no CRM
+        runtime = Runtime.build(store, config, ManualClock(START), None)  # type: ignore[arg-type]
+        for item in _traffic():
+            await runtime.intake.accept(item)
+        async with store.transaction() as conn:
+            assert (raw_sqlite(conn) is not None) == (name == "fast")
+        await store.close()
+        dumps.append(_tables(path))
+    fast, generic = dumps
+    assert fast["inbox"] and fast["outbox"] and fast["rule_firings"]
+    assert fast["enrollments"] and fast["suppressions"]  # the traffic reached every hot path
+    assert fast == generic
