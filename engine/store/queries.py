@@ -7,11 +7,11 @@ transaction (an event, its rule firings and its outbox actions commit together o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -335,6 +335,54 @@ async def release_claims(conn: AsyncConnection, ids: list[int]) -> int:
     return (await conn.execute(statement)).rowcount or 0
 
 
+def _claimable(table: Any) -> Any:
+    return or_(table.c.status == "pending", table.c.status == "deferred")  # CLAIMABLE
+
+
+def _claimable_ids(dialect: str) -> Any:
+    earlier = outbox.alias("earlier")
+    blocked = exists().where(
+        earlier.c.ordering_key == outbox.c.ordering_key,
+        earlier.c.id < outbox.c.id,
+        or_(earlier.c.status == "pending", earlier.c.status == "running"),  # ACTIVE
+    )
+    paused = exists().where(or_(pauses.c.scope == "*", pauses.c.scope == outbox.c.rule_id))
+    candidates = (
+        select(outbox.c.id)
+        .where(
+            _claimable(outbox),
+            outbox.c.next_attempt_at <= bindparam("now"),
+            ~blocked,
+            ~paused,
+        )
+        .order_by(outbox.c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=outbox)
+    return candidates
+
+
+_CLAIMED_COLUMNS = [outbox.c[f.name] for f in fields(Claimed)]
+_CLAIMABLE_IDS = Prepared(_claimable_ids)
+_CLAIM_ONE = Prepared(
+    lambda d: (
+        update(outbox)
+        .where(outbox.c.id == bindparam("action_id"), _claimable(outbox))
+        .values(status="running", lease_until=bindparam("lease_until"))
+        .returning(*_CLAIMED_COLUMNS)
+    )
+)
+_CLAIM_MANY = Prepared(
+    lambda d: (
+        update(outbox)
+        .where(outbox.c.id.in_(bindparam("ids", expanding=True)), _claimable(outbox))
+        .values(status="running", lease_until=bindparam("lease_until"))
+        .returning(*_CLAIMED_COLUMNS)
+    )
+)
+
+
 async def claim_actions(
     conn: AsyncConnection, now: datetime, lease_until: datetime, limit: int
 ) -> list[Claimed]:
@@ -344,48 +392,18 @@ async def claim_actions(
     running, its rule is not paused and nothing is paused globally. On PostgreSQL the rows are
     locked with SKIP LOCKED so several engine processes never claim the same action.
     """
-    earlier = outbox.alias("earlier")
-    blocked = exists().where(
-        earlier.c.ordering_key == outbox.c.ordering_key,
-        earlier.c.id < outbox.c.id,
-        earlier.c.status.in_(ACTIVE),
-    )
-    paused = exists().where(or_(pauses.c.scope == "*", pauses.c.scope == outbox.c.rule_id))
-    candidates = (
-        select(outbox.c.id)
-        .where(
-            outbox.c.status.in_(CLAIMABLE),
-            outbox.c.next_attempt_at <= now,
-            ~blocked,
-            ~paused,
-        )
-        .order_by(outbox.c.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=outbox)
-    ids = list((await conn.execute(candidates)).scalars())
+    ids = [row[0] for row in await _CLAIMABLE_IDS.rows(conn, {"now": now, "limit": limit})]
     if not ids:
         return []
-    statement = (
-        update(outbox)
-        .where(outbox.c.id.in_(ids), outbox.c.status.in_(CLAIMABLE))
-        .values(status="running", lease_until=lease_until)
-        .returning(
-            outbox.c.id,
-            outbox.c.event_id,
-            outbox.c.rule_id,
-            outbox.c.action_type,
-            outbox.c.candidate_id,
-            outbox.c.trigger,
-            outbox.c.payload,
-            outbox.c.idempotency_key,
-            outbox.c.attempts,
-            outbox.c.ordering_key,
-        )
-    )
-    rows = (await conn.execute(statement)).mappings().all()
-    return sorted((Claimed(**dict(row)) for row in rows), key=lambda c: c.id)
+    if raw_sqlite(conn) is not None:  # one prepared update per action: microseconds each
+        rows = []
+        for action_id in ids:
+            rows += await _CLAIM_ONE.rows(
+                conn, {"action_id": action_id, "lease_until": lease_until}
+            )
+    else:
+        rows = await _CLAIM_MANY.rows(conn, {"ids": ids, "lease_until": lease_until})
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
 async def finish_action(

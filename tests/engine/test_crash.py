@@ -41,8 +41,8 @@ templates:
     category: transactional
     variables: [first_name]
 """
-PEOPLE = 260
-APPLICATIONS = 400  # some people apply twice, under a second ATS record
+PEOPLE = 800
+APPLICATIONS = 1200  # some people apply twice, under a second ATS record
 
 
 def _events(path: Path) -> dict[str, int]:
