@@ -15,7 +15,7 @@ MEASUREMENTS = [
     "completed",
     "ack p50 / p99",
     "end-to-end p50 / p99 / max",
-    "dispatcher batches",
+    "outcome commits",
     "peak RSS",
 ]
 
