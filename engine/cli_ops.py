@@ -207,9 +207,17 @@ def cmd_test(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """The daemon: webhooks, rules, outbox, sequences, pollers, until SIGTERM."""
+    from engine.clock import ScaledClock
     from engine.daemon import run
 
-    return asyncio.run(run(Path(args.config), debug=args.debug))
+    clock = None
+    if args.simulated_clock:
+        try:
+            clock = ScaledClock.parse(args.simulated_clock)
+        except ValueError as exc:
+            sys.stderr.write(f"nurture run: {exc}\n")
+            return EXIT_USAGE
+    return asyncio.run(run(Path(args.config), debug=args.debug, clock=clock))
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -272,6 +280,12 @@ def register(commands: Any) -> None:
     run.add_argument("--config", default="nurture.yaml", metavar="NURTURE_YAML")
     run.add_argument(
         "--debug", action="store_true", help="debug logs, with email addresses NOT redacted"
+    )
+    run.add_argument(
+        "--simulated-clock",
+        metavar="START,ORIGIN,RATE",
+        help="testing only: the engine's time is START + (now - ORIGIN) * RATE (Unix seconds), "
+        "so sequence days pass in minutes; the proof suite uses it",
     )
     run.set_defaults(handler=cmd_run)
 

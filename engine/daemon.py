@@ -501,8 +501,10 @@ class Daemon:
         )
 
 
-async def run(config_path: Path, debug: bool = False) -> int:
+async def run(config_path: Path, debug: bool = False, clock: Clock | None = None) -> int:
     configure_logging(debug)
+    if clock is not None:  # never in production: say so where an operator would look
+        log.warning(json.dumps({"decision": "simulated_clock", "now": clock.now().isoformat()}))
     with contextlib.suppress(asyncio.CancelledError):
-        return await Daemon(config_path).run()
+        return await Daemon(config_path, clock=clock or SystemClock()).run()
     return 0
