@@ -188,11 +188,13 @@ class Daemon:
         assert daemon is not None
         hub = daemon.vendors.hubspot
         assert hub is not None
+        per_10s = hub.requests_per_10s or HUBSPOT_PER_10S[hub.tier]
         crm = HubSpotClient(
             session,
             hub.base_url,
             self.env.get(hub.token_env, ""),
-            limiter=self._limiter(HUBSPOT_PER_10S[hub.tier]) if vendor_limits else None,
+            timeout=parse_duration(hub.timeout).total_seconds(),
+            limiter=self._limiter(per_10s) if vendor_limits else None,
             subscription_id=hub.subscription_id,
         )
         alert_targets: list[AlertPort] = []

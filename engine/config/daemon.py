@@ -78,6 +78,13 @@ class HubSpot(Model):
     tier: Literal["starter", "professional", "enterprise"] = Field(
         "starter", description="sets the client-side rate limit (100 or 190 requests / 10 s)"
     )
+    requests_per_10s: int | None = Field(
+        None,
+        ge=1,
+        description="the client-side rate limit; default by tier; raise it for a portal with "
+        "HubSpot's API limit increase",
+    )
+    timeout: Duration = Field("10s", description="one API call longer than this is retried")
     client_secret_env: EnvVarName | None = Field(None, description="verifies v3-signed webhooks")
     subscription_id: str | None = Field(
         None,
