@@ -3,12 +3,19 @@
 A fault answers the next ``remaining`` requests whose path starts with ``path_prefix`` with
 ``status`` (and ``Retry-After`` when given); each simulator renders it in its vendor's error
 shape. Tests call ``fail_next`` directly; a demo or a person can POST ``/_faults``.
+
+``Chaos`` is the random kind, for fault-injection runs: every request independently may get a
+5xx, a 429 with ``Retry-After``, or hang past the client's timeout (and then be processed, as
+a vendor's server would); ``outage`` answers 503 to everything until switched off.
 """
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from aiohttp import web
 
@@ -52,3 +59,49 @@ def fault_route(
         return web.json_response({"ok": True})
 
     return add_fault
+
+
+ChaosKind = Literal["outage", "error", "rate_limit", "timeout"]
+
+
+@dataclass
+class Chaos:
+    """Random faults, drawn per request; ``injected`` counts what was drawn, by kind."""
+
+    error_rate: float = 0.0  # answered 500/502/503
+    rate_limit_rate: float = 0.0  # answered 429 with Retry-After
+    retry_after: float = 1.0
+    timeout_rate: float = 0.0  # held for ``hang`` seconds, then processed anyway
+    hang: float = 0.0
+    outage: bool = False  # every request answers 503
+    seed: int | None = None
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if self.error_rate + self.rate_limit_rate + self.timeout_rate > 1:
+            raise ValueError("chaos rates add up to more than 1")
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> ChaosKind | None:
+        """The fault for one request, or None when it may pass."""
+        kind: ChaosKind | None = None
+        if self.outage:
+            kind = "outage"
+        else:
+            roll = self._rng.random()
+            rates: tuple[tuple[ChaosKind, float], ...] = (
+                ("error", self.error_rate),
+                ("rate_limit", self.rate_limit_rate),
+                ("timeout", self.timeout_rate),
+            )
+            for name, rate in rates:
+                if roll < rate:
+                    kind = name
+                    break
+                roll -= rate
+        if kind is not None:
+            self.injected[kind] += 1
+        return kind
+
+    def error_status(self) -> int:
+        return self._rng.choice((500, 502, 503))

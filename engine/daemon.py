@@ -195,6 +195,7 @@ class Daemon:
             self.env.get(hub.token_env, ""),
             timeout=parse_duration(hub.timeout).total_seconds(),
             limiter=self._limiter(per_10s) if vendor_limits else None,
+            tries=2,  # a 5xx or a timeout is tried once more before the action is retried
             subscription_id=hub.subscription_id,
         )
         alert_targets: list[AlertPort] = []

@@ -19,6 +19,8 @@ that never chose any [U].
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ import aiohttp
 
 from adapters.http import request_json
 from adapters.ratelimit import WindowLimiter
-from engine import AdapterError
+from engine import AdapterError, AdapterTimeout, AdapterUnavailable
 from engine.errors import ContactExists
 from engine.identity import normalise_email
 
@@ -71,6 +73,8 @@ class HubSpotClient:
         timeout: float = 10.0,
         limiter: WindowLimiter | None = None,
         subscription_id: str | None = None,
+        tries: int = 1,
+        pause: float = 0.2,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
@@ -79,20 +83,35 @@ class HubSpotClient:
         self._list_ids: dict[str, str] = {}
         self.limiter = limiter  # the portal's 10-second limit, shared by every caller
         self.subscription_id = subscription_id  # the subscription nurture mail belongs to
+        self.tries, self.pause = tries, pause
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        """One request through the portal's rate limiter (every endpoint shares it)."""
-        if self.limiter is not None:
-            await self.limiter.acquire()
-        return await request_json(
-            self.session,
-            method,
-            self.base_url + path,
-            vendor=VENDOR,
-            headers=self._headers,
-            timeout=self.timeout,
-            **kwargs,
-        )
+        """One request through the portal's rate limiter (every endpoint shares it).
+
+        With ``tries`` above 1, a 5xx, a timeout or a refused connection is tried again after
+        about ``pause`` seconds, within the same action attempt. Every call here is safe to
+        repeat: reads, PATCH and PUT, upserts by email, a create whose first try went through
+        answers 409 (an update follows), a send is de-duplicated by its ``sendId``. A 429, or
+        any answer with Retry-After, is not retried here: the outbox waits it out.
+        """
+        for attempt in range(1, self.tries + 1):
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            try:
+                return await request_json(
+                    self.session,
+                    method,
+                    self.base_url + path,
+                    vendor=VENDOR,
+                    headers=self._headers,
+                    timeout=self.timeout,
+                    **kwargs,
+                )
+            except (AdapterTimeout, AdapterUnavailable) as exc:
+                if attempt == self.tries or exc.status in (409, 429) or exc.retry_after:
+                    raise  # a vendor that names a wait gets it, from the outbox
+                await asyncio.sleep(self.pause * random.uniform(0.5, 1.5))
+        raise AssertionError("tries must be at least 1")
 
     async def search_contact_by_email(self, email: str) -> str | None:
         body = {

@@ -7,8 +7,9 @@ send de-duplicated by ``sendId``, batch upsert by email (200, or 207 with ``erro
 ``numErrors`` for inputs it refuses, e.g. a malformed address; above ``BATCH_UPSERT_CAP``
 inputs a 400), and communication preferences (``simulator_preferences``). Fault injection:
 ``fail_next(...)`` answers the next requests with 429 + Retry-After, 5xx or any status;
-``reject_email`` answers 400 for one address. Harness routes: ``POST /_reset``, ``GET
-/_stats``, ``POST /_faults``.
+``chaos`` (``adapters.simulation.Chaos``) draws random 5xx, 429 and timeouts and switches an
+outage on and off; ``reject_email`` answers 400 for one address. Each accepted send keeps its
+wall-clock time ``at``. Harness routes: ``POST /_reset``, ``GET /_stats``, ``POST /_faults``.
 
 Unverified behaviour, flagged as the contract flags it: the cap's 400 message [U].
 
@@ -29,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.hubspot.simulator_preferences import PORTAL_ID, PreferencesRoutes
-from adapters.simulation import Fault, fault_route, take_fault
+from adapters.simulation import Chaos, Fault, fault_route, take_fault
 
 BATCH_UPSERT_CAP = 100
 
@@ -78,6 +79,7 @@ class HubSpotSimulator(PreferencesRoutes):
         self.search_delay = search_delay
         self.latency = latency
         self.state = HubSpotState()
+        self.chaos = Chaos()
         self._ids = itertools.count(51000)
         self._list_ids = itertools.count(900)
 
@@ -138,21 +140,34 @@ class HubSpotSimulator(PreferencesRoutes):
             return _error(401, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
         fault = take_fault(self.state.faults, request.path)
         if fault is not None:
-            headers = fault.headers()
             if fault.status == 429:
-                return web.json_response(
-                    {
-                        "status": "error",
-                        "message": "You have reached your ten_secondly_rolling limit.",
-                        "errorType": "RATE_LIMIT",
-                        "correlationId": str(uuid.uuid4()),
-                        "policyName": "TEN_SECONDLY_ROLLING",
-                    },
-                    status=429,
-                    headers=headers,
-                )
+                return self._rate_limited(fault.headers())
             return _error(fault.status, "INTERNAL_ERROR", "injected fault")
+        chaos = self.chaos.draw()
+        if chaos == "outage":
+            return _error(503, "SERVICE_UNAVAILABLE", "injected outage")
+        if chaos == "error":
+            return _error(self.chaos.error_status(), "INTERNAL_ERROR", "injected fault")
+        if chaos == "rate_limit":
+            return self._rate_limited({"Retry-After": str(int(self.chaos.retry_after))})
+        if chaos == "timeout":  # the client gives up first; the request is still processed
+            await request.read()  # kept by aiohttp, so the handler reads it after the hang-up
+            await asyncio.sleep(self.chaos.hang)
         return await handler(request)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _rate_limited(headers: dict[str, str]) -> web.Response:
+        return web.json_response(
+            {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "TEN_SECONDLY_ROLLING",
+            },
+            status=429,
+            headers=headers,
+        )
 
     # -- contacts -------------------------------------------------------------------------
     async def _search(self, request: web.Request) -> web.Response:
@@ -318,6 +333,7 @@ class HubSpotSimulator(PreferencesRoutes):
             "to": message.get("to"),
             "emailId": body.get("emailId"),
             "customProperties": body.get("customProperties") or {},
+            "at": time.time(),
         }
         return web.json_response(
             {"statusId": str(uuid.uuid4()), "status": "PENDING", "sendResult": "QUEUED"}
