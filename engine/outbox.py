@@ -5,6 +5,8 @@ run in order while different people run in parallel, up to ``concurrency``). Eac
 committed on its own: done, skipped (a guardrail said no), retried later (exponential backoff
 with jitter, never sooner than the vendor's Retry-After) or dead-lettered (a permanent error or
 the retry budget spent), which raises an alert naming the candidate, rule, action and reason.
+A 429 is the vendor pacing us and failures while a vendor is down (``engine.outage``) are the
+vendor's: neither uses up an action's retry budget.
 A crash leaves claimed actions "running"; their lease expires and they run again, and the
 idempotency key makes that second run harmless.
 """
@@ -24,6 +26,7 @@ from typing import Any
 from engine.clock import Clock
 from engine.errors import AdapterError
 from engine.intake import AlertSettings
+from engine.outage import WAITED, VendorHealth, family, release
 from engine.store import queries
 from engine.store.queries import Claimed
 from engine.store.store import Store
@@ -78,6 +81,8 @@ class _Write:
     error: str | None = None
     result: dict[str, Any] | None = None
     next_attempt_at: datetime | None = None
+    outage: str | None = None  # this failure declared the vendor down: the alert's reason
+    recovered: bool = False  # this answer ended the vendor's outage
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class Dispatcher:
         concurrency: int = 32,
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
+        health: VendorHealth | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -110,6 +116,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.lease = lease
         self.rng = rng or random.Random()
+        self.health = health or VendorHealth()
         self.in_flight: set[int] = set()  # claimed by this process, outcome not yet recorded
 
     async def run_once(self, limit: int = 64) -> list[Outcome]:
@@ -163,7 +170,8 @@ class Dispatcher:
         handler = self.handlers.get(job.action_type)
         error: str
         retry_after: float | None = None
-        permanent = False
+        permanent = unavailable = False
+        vendor = family(job.action_type)
         try:
             if handler is None:
                 raise ActionFailed(f"no handler for action type {job.action_type!r} in this build")
@@ -184,17 +192,67 @@ class Dispatcher:
             error, permanent, retry_after = str(exc), not exc.retryable, exc.retry_after
             if exc.correlation_id:
                 error += f" (correlation id {exc.correlation_id})"
+            # 5xx, timeouts, refused connections; a 429 or a 4xx is an answer: the vendor is up
+            unavailable = exc.retryable and exc.status not in (409, 429)
+            recovered = not unavailable and self.health.succeeded(vendor)
+            if exc.status == 429:  # the vendor pacing us, not a failure: wait as told
+                now = self.clock.now()
+                delay = self.retry.delay(max(job.attempts, 1), retry_after, self.rng)
+                return _Write(
+                    job,
+                    "pending",
+                    job.attempts,
+                    error=f"{error} (rate limited; not counted as an attempt)",
+                    next_attempt_at=now + delay,
+                    recovered=recovered,
+                )
+            if recovered:
+                return self._retry_later(
+                    job, error, retry_after, permanent=permanent, recovered=True
+                )
         except Exception as exc:  # a bug in a handler: surface it, never loop on it
             error, permanent = f"{type(exc).__name__}: {exc}", True
         else:
-            return _Write(job, "done", job.attempts + 1, result=result)
+            recovered = self.health.succeeded(vendor)
+            return _Write(job, "done", job.attempts + 1, result=result, recovered=recovered)
+        now = self.clock.now()
+        began = unavailable and self.health.failed(vendor, error, now)
+        failing_since = self.health.failing_since(vendor) if unavailable else None
+        if failing_since is not None:  # the vendor's failure, not the action's: budget kept
+            delay = VendorHealth.spaced(
+                self.retry.delay(job.attempts + 1, retry_after, self.rng),
+                failing_since,
+                now,
+                self.retry.cap,
+            )
+            return _Write(
+                job,
+                "pending",
+                job.attempts,
+                error=f"{error} ({WAITED})",
+                next_attempt_at=now + delay,
+                outage=self.health.describe(vendor, now) if began else None,
+            )
+        return self._retry_later(job, error, retry_after, permanent=permanent)
+
+    def _retry_later(
+        self,
+        job: Claimed,
+        error: str,
+        retry_after: float | None,
+        *,
+        permanent: bool = False,
+        recovered: bool = False,
+    ) -> _Write:
         attempts = job.attempts + 1
         if permanent or attempts >= self.retry.max_attempts:
             if not permanent:
                 error = f"retry budget spent after {attempts} attempts: {error}"
-            return _Write(job, "dead", attempts, error=error)
+            return _Write(job, "dead", attempts, error=error, recovered=recovered)
         due = self.clock.now() + self.retry.delay(attempts, retry_after, self.rng)
-        return _Write(job, "pending", attempts, error=error, next_attempt_at=due)
+        return _Write(
+            job, "pending", attempts, error=error, next_attempt_at=due, recovered=recovered
+        )
 
     async def _record(self, writes: list[_Write]) -> list[Outcome]:
         """One transaction for a batch's outcomes (a crash before it re-runs the batch, which
@@ -214,7 +272,28 @@ class Dispatcher:
                 )
                 if write.status == "dead":
                     await self._alert_dead(conn, write.job, write.error or "failed", now)
+                if write.outage is not None:
+                    await self._alert_outage(conn, write.job, write.outage, now)
+            for vendor in sorted({family(w.job.action_type) for w in writes if w.recovered}):
+                released = await release(conn, vendor, now)
+                log.info(json.dumps({"decision": "vendor_back", "family": vendor, "due": released}))
         return [Outcome(w.job.id, w.status, w.error) for w in writes]
+
+    async def _alert_outage(self, conn: Any, job: Claimed, description: str, now: Any) -> None:
+        vendor = family(job.action_type)
+        log.warning(json.dumps({"decision": "vendor_down", "family": vendor}))
+        await queries.group_alert(
+            conn,
+            group_key=f"outage:{vendor}",
+            kind="vendor_outage",
+            reason=f"the {vendor} vendor looks down: {description}. Its actions wait, keep "
+            "their retry budget and run as soon as it answers again; nothing is dropped",
+            candidate_id=None,
+            rule_id=None,
+            action_type=None,
+            now=now,
+            window_start=now - self.alerts.group_window,
+        )
 
     async def _alert_dead(self, conn: Any, job: Claimed, error: str, now: Any) -> None:
         window = now - self.alerts.group_window
