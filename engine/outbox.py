@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, OperationalError
+
 from engine.clock import Clock
-from engine.errors import AdapterError
+from engine.errors import AdapterError, StoreError
 from engine.intake import AlertSettings
 from engine.outage import WAITED, VendorHealth, family, release
 from engine.store import queries
@@ -32,6 +34,7 @@ from engine.store.queries import Claimed
 from engine.store.store import Store
 
 log = logging.getLogger("nurture.outbox")
+STORE_UNREACHABLE = (StoreError, OperationalError, DBAPIError, OSError)
 
 
 class ActionSkipped(Exception):
@@ -134,9 +137,31 @@ class Dispatcher:
             async with gate:
                 return await self._run(job)
 
-        outcomes = await self._record(list(await asyncio.gather(*(run(job) for job in claimed))))
+        writes = list(await asyncio.gather(*(run(job) for job in claimed)))
+        outcomes = await self._record_within_lease(writes, now + self.lease)
         self.in_flight.difference_update(job.id for job in claimed)
         return outcomes
+
+    async def _record_within_lease(
+        self, writes: list[_Write], lease_until: datetime
+    ) -> list[Outcome]:
+        """Record the batch; while the store is unreachable, keep trying as long as our lease
+        holds. The outcomes are facts (the vendor calls happened); giving up would leave the
+        batch claimed until the lease expires and then run it all again."""
+        pause = 0.25
+        while True:
+            try:
+                return await self._record(writes)
+            except STORE_UNREACHABLE as exc:
+                if self.clock.now() + timedelta(seconds=pause) >= lease_until:
+                    raise
+                log.warning(
+                    json.dumps(
+                        {"decision": "record_retry", "error": f"{type(exc).__name__}: {exc}"}
+                    )
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     async def release_in_flight(self) -> int:
         """Hand back what this process claimed and will not finish (it was cancelled), so a
@@ -210,6 +235,15 @@ class Dispatcher:
                 return self._retry_later(
                     job, error, retry_after, permanent=permanent, recovered=True
                 )
+        except STORE_UNREACHABLE as exc:  # our own store, mid-handler: not the action's fault
+            return _Write(
+                job,
+                "pending",
+                job.attempts,
+                error=f"store unreachable, not counted as an attempt: {type(exc).__name__}: {exc}",
+                next_attempt_at=self.clock.now()
+                + self.retry.delay(max(job.attempts, 1), None, self.rng),
+            )
         except Exception as exc:  # a bug in a handler: surface it, never loop on it
             error, permanent = f"{type(exc).__name__}: {exc}", True
         else:

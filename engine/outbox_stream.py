@@ -35,6 +35,7 @@ class Stream:
         self._running: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._swept_at: datetime | None = None
+        self._leases: dict[int, datetime] = {}  # action id -> until when our claim holds
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Until ``stop``: then the actions in flight finish and are recorded, and nothing new
@@ -100,6 +101,7 @@ class Stream:
                 self._swept_at = now
             claimed = await queries.claim_actions(conn, now, now + dispatcher.lease, limit)
         dispatcher.in_flight.update(job.id for job in claimed)
+        self._leases.update((job.id, now + dispatcher.lease) for job in claimed)
         return claimed
 
     def _start(self, dispatcher: Dispatcher, job: Claimed) -> None:
@@ -130,11 +132,14 @@ class Stream:
         for dispatcher, write in outcomes:
             by_dispatcher.setdefault(id(dispatcher), (dispatcher, []))[1].append(write)
         for dispatcher, writes in by_dispatcher.values():
-            try:
-                await dispatcher._record(writes)
+            lease_until = min(self._leases.get(w.job.id, dispatcher.clock.now()) for w in writes)
+            try:  # the store away: retried while the lease holds, then given up to the lease
+                await dispatcher._record_within_lease(writes, lease_until)
             except Exception as exc:  # not recorded: the lease expires and they run again
                 log.warning(json.dumps({"decision": "record_failed", "error": str(exc)}))
             dispatcher.in_flight.difference_update(w.job.id for w in writes)
+            for write in writes:
+                self._leases.pop(write.job.id, None)
         self._slot_freed.set()
 
     async def _drain(self) -> None:

@@ -1,0 +1,76 @@
+"""The store going away mid-batch: PostgreSQL behind a loopback TCP proxy the test cuts.
+
+The outbox must neither dead-letter an action whose handler lost the store (that is our
+failure, not the action's) nor leave a batch claimed until its lease expires because the
+outcome could not be written: it keeps the outcome and writes it when the store is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from adapters.hubspot.client import HubSpotClient
+from adapters.hubspot.simulator import HubSpotSimulator
+from engine.clock import ManualClock
+from engine.config.load import ConfigSet
+from engine.runtime import Runtime
+from engine.store.store import Store
+from tests.engine.conftest import POSTGRES_URL
+from tests.engine.test_engine import WITHOUT_BROKEN_RULE, application
+from tests.proof.pgproxy import TcpProxy
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def proxied() -> AsyncIterator[tuple[Store, TcpProxy]]:
+    """A store on the shared server, reached through a proxy the test can cut."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    proxy = TcpProxy()
+    port = await proxy.start()
+    url = POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    store = await Store.open(url, schema=schema)
+    try:
+        yield store, proxy
+    finally:
+        await store.close()
+        await proxy.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
+async def test_a_store_outage_mid_batch_neither_dead_letters_nor_waits_for_the_lease(
+    proxied: tuple[Store, TcpProxy],
+    hubspot: tuple[HubSpotSimulator, str],
+    crm: HubSpotClient,
+    clock: ManualClock,
+    make_config: Callable[[str], ConfigSet],
+) -> None:
+    store, proxy = proxied
+    simulator = hubspot[0]
+    simulator.latency = 0.3  # the vendor call is in flight when the store goes away
+    runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
+    async with asyncio.timeout(30):
+        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        batch = asyncio.create_task(runtime.dispatcher.run_once())
+        while simulator.stats()["requests"] == 0:  # the handler has reached the vendor
+            await asyncio.sleep(0.01)
+        await proxy.cut()
+        await asyncio.sleep(1.0)  # the store stays away while the batch ends and records
+        assert not batch.done(), "the outcome was given up while the lease still held"
+        await proxy.restore()
+        outcomes = await batch
+        assert [o.status for o in outcomes] == ["pending"]  # retried, not dead-lettered
+        assert "store unreachable, not counted" in str(outcomes[0].error)
+        clock.advance(timedelta(minutes=1))
+        rest = await runtime.dispatcher.run_until_idle()
+    assert [o.status for o in rest] == ["done", "done"]
+    assert simulator.stats()["contacts"] == 1 and simulator.stats()["sends"] == 1
