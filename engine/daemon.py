@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from engine.clock import Clock, SystemClock
+from engine.clock import Clock, ScaledClock, SystemClock
 from engine.config.daemon import DaemonConfig, EmailTarget, SlackTarget
 from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.types import parse_duration
@@ -45,6 +45,7 @@ from engine.server import ServerState, WebhookServer, WebhookSource
 from engine.store.store import Store
 
 log = logging.getLogger("nurture.daemon")
+LEASE = timedelta(minutes=2)  # how long a claimed action is ours before another run may take it
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 
@@ -229,6 +230,7 @@ class Daemon:
             notifier=notifier,
             links=links,
             extra_handlers={"http.request": HttpActionHandler(session, self.env)},
+            lease=self._real(LEASE),
             consent=crm if hub.check_subscription_before_send else None,
             mail=self._mailer(daemon),
         )
@@ -263,6 +265,11 @@ class Daemon:
         if daemon.mail.via != "smtp" or daemon.mail.smtp is None:
             return None
         return mailer_from_config(daemon.mail.smtp, self.env)
+
+    def _real(self, duration: timedelta) -> timedelta:
+        """A span that must pass in real time (a lease guards against a dead process), on the
+        engine's clock: under ``--simulated-clock`` it is scaled up by the clock's rate."""
+        return duration * (self.clock.rate if isinstance(self.clock, ScaledClock) else 1.0)
 
     def _limiter(self, per_10s: int) -> Any:
         from adapters.ratelimit import WindowLimiter
@@ -362,6 +369,8 @@ class Daemon:
         self.config = loaded.config
         daemon = loaded.config.daemon
         store = await Store.open(daemon.store.url)
+        if store.dialect == "sqlite":  # one node: whatever is still claimed, a crash left behind
+            await self._release_orphans(store)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
@@ -443,6 +452,24 @@ class Daemon:
                 await store.close()
                 log.info(json.dumps({"decision": "stopped"}))
         return 0
+
+    async def _release_orphans(self, store: Store) -> None:
+        """SQLite serves one daemon, so actions claimed at start were claimed by a process that
+        died (SIGKILL, OOM, power): run them now instead of after their lease."""
+        from sqlalchemy import update
+
+        from engine.store.tables import outbox
+
+        async with store.transaction() as conn:
+            released = (
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.status == "running")
+                    .values(status="pending", lease_until=None)
+                )
+            ).rowcount
+        if released:
+            log.info(json.dumps({"decision": "released_orphans", "actions": released}))
 
     def _runtime(self) -> Runtime:
         assert self.runtime is not None
