@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo validate lint typecheck bench schema clean
+.PHONY: test demo validate lint typecheck bench proof schema clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# The proof suite at full size against the running daemon (crash loop, vendor and store faults,
+# hostile input, security); prints the results table and writes tests/proof/results.md.
+proof: $(STAMP)
+	$(BIN)/python -m tests.proof --write
 
 schema: $(STAMP)
 	$(BIN)/nurture schema --out schema

@@ -24,6 +24,7 @@ class Result:
     invariants: dict[str, bool] = field(default_factory=dict)
     faults_injected: int = 0
     bad_inputs_tried: int = 0
+    details: dict[str, str] = field(default_factory=dict)  # why a broken invariant broke
 
     @property
     def held(self) -> bool:
