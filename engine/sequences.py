@@ -165,16 +165,7 @@ class Sequencer:
             if value is None:
                 return f"not enrolled: key {sequence.key!r} is null in this event"
             key = str(value)
-        same = and_(
-            enrollments.c.sequence_id == sequence_id,
-            enrollments.c.candidate_id == candidate_id,
-            enrollments.c.key == key,
-        )
-        active = (
-            (await conn.execute(select(enrollments).where(same, enrollments.c.status == "active")))
-            .mappings()
-            .first()
-        )
+        active = await queries.active_enrollment(conn, sequence_id, candidate_id, key)
         if active is not None:
             if compiled.key is not None:
                 moved = await self._reschedule(conn, compiled, int(active["id"]), data, now)
@@ -183,54 +174,20 @@ class Sequencer:
             if sequence.reenroll != "restart":
                 return "already enrolled"
             await self._end(conn, int(active["id"]), "exited", "restarted", now)
-        elif sequence.reenroll == "never":
-            before = (await conn.execute(select(enrollments.c.id).where(same))).first()
-            if before is not None:
-                return "not enrolled: enrolled before and reenroll is 'never'"
+        elif sequence.reenroll == "never" and await queries.enrolled_before(
+            conn, sequence_id, candidate_id, key
+        ):
+            return "not enrolled: enrolled before and reenroll is 'never'"
         exclusive = sequence.category == "nurture" and not sequence.allow_concurrent
         if exclusive:
-            other = (
-                (
-                    await conn.execute(
-                        select(enrollments.c.sequence_id).where(
-                            enrollments.c.candidate_id == candidate_id,
-                            enrollments.c.status == "active",
-                            enrollments.c.exclusive.is_(True),
-                        )
-                    )
-                )
-                .scalars()
-                .first()
-            )
+            other = await queries.exclusive_sequence(conn, candidate_id)
             if other is not None:
                 return f"not enrolled: nurture sequence {other!r} is active"
-        result = await conn.execute(
-            enrollments.insert()
-            .values(
-                sequence_id=sequence_id,
-                candidate_id=candidate_id,
-                key=key,
-                email=email,
-                category=sequence.category,
-                exclusive=exclusive,
-                status="active",
-                reason=None,
-                context={
-                    k: data[k]
-                    for k in ("candidate", "application", "interview", "contact")
-                    if isinstance(data.get(k), dict)
-                },
-                started_at=now,
-            )
-            .returning(enrollments.c.id)
-        )
-        enrollment_id = int(result.scalar_one())
         steps = sequence.steps
         if start_at_step is not None:
             steps = steps[[s.id for s in steps].index(start_at_step) :]
         rows = [
             {
-                "enrollment_id": enrollment_id,
                 "step_id": step.id,
                 "occurrence": 0,
                 "due_at": self._due(compiled, step.id, step.at, data, now),
@@ -238,7 +195,27 @@ class Sequencer:
             }
             for step in steps
         ]
-        await conn.execute(enrollment_steps.insert(), rows)
+        context = {
+            k: data[k]
+            for k in ("candidate", "application", "interview", "contact")
+            if isinstance(data.get(k), dict)
+        }
+        await queries.insert_enrollment(
+            conn,
+            {
+                "sequence_id": sequence_id,
+                "candidate_id": candidate_id,
+                "key": key,
+                "email": email,
+                "category": sequence.category,
+                "exclusive": exclusive,
+                "status": "active",
+                "reason": None,
+                "context": context,
+                "started_at": now,
+            },
+            rows,
+        )
         return f"enrolled ({len(rows)} step(s))"
 
     async def enroll_many(

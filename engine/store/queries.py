@@ -20,6 +20,7 @@ from engine.store.tables import (
     alerts,
     application_stages,
     candidate_snapshots,
+    enrollment_steps,
     enrollments,
     identity_links,
     inbox,
@@ -116,6 +117,19 @@ def _upsert(table: Any, key: str) -> Prepared:
     return Prepared(build, columns)
 
 
+def _save_link(columns: list[str]) -> Prepared:
+    def build(dialect: str) -> Any:
+        statement = _insert_for(dialect, identity_links)
+        return statement.on_conflict_do_update(
+            index_elements=["email"],
+            set_={c: statement.excluded[c] for c in columns if c != "email"},
+        )
+
+    return Prepared(build, columns)
+
+
+_SAVE_LINK = _save_link(["email", "contact_id", "candidate_id", "updated_at"])
+_SAVE_LINK_KEEPING_CANDIDATE = _save_link(["email", "contact_id", "updated_at"])
 _SAVE_SNAPSHOT = _upsert(candidate_snapshots, "candidate_id")
 _SAVE_JOB = _upsert(jobs, "job_id")
 
@@ -130,6 +144,42 @@ def _active_by(column: Any) -> Prepared:
 
 _ACTIVE_OF_CANDIDATE = _active_by(enrollments.c.candidate_id)
 _ACTIVE_OF_EMAIL = _active_by(enrollments.c.email)
+
+
+def _same_enrolment() -> Any:
+    return and_(
+        enrollments.c.sequence_id == bindparam("sequence_id"),
+        enrollments.c.candidate_id == bindparam("candidate_id"),
+        enrollments.c.key == bindparam("key"),
+    )
+
+
+_ACTIVE_ENROLMENT = Prepared(
+    lambda d: select(enrollments).where(_same_enrolment(), enrollments.c.status == "active")
+)
+_ANY_ENROLMENT = Prepared(lambda d: select(enrollments.c.id).where(_same_enrolment()).limit(1))
+_EXCLUSIVE_ACTIVE = Prepared(
+    lambda d: (
+        select(enrollments.c.sequence_id)
+        .where(
+            enrollments.c.candidate_id == bindparam("candidate_id"),
+            enrollments.c.status == "active",
+            enrollments.c.exclusive.is_(True),
+        )
+        .limit(1)
+    )
+)
+_ENROLMENT_COLUMNS = [
+    "sequence_id", "candidate_id", "key", "email", "category", "exclusive", "status", "reason",
+    "context", "started_at",
+]  # fmt: skip
+_INSERT_ENROLMENT = Prepared(
+    lambda d: enrollments.insert().returning(enrollments.c.id), _ENROLMENT_COLUMNS
+)
+_INSERT_STEP = Prepared(
+    lambda d: enrollment_steps.insert(),
+    ["enrollment_id", "step_id", "occurrence", "due_at", "status"],
+)
 
 
 def _finish(names: list[str]) -> Prepared:
@@ -213,6 +263,36 @@ async def active_enrollments(
     return []
 
 
+async def active_enrollment(
+    conn: AsyncConnection, sequence_id: str, candidate_id: str, key: str
+) -> dict[str, Any] | None:
+    values = {"sequence_id": sequence_id, "candidate_id": candidate_id, "key": key}
+    found = await _ACTIVE_ENROLMENT.mappings(conn, values)
+    return found[0] if found else None
+
+
+async def enrolled_before(
+    conn: AsyncConnection, sequence_id: str, candidate_id: str, key: str
+) -> bool:
+    values = {"sequence_id": sequence_id, "candidate_id": candidate_id, "key": key}
+    return bool(await _ANY_ENROLMENT.rows(conn, values))
+
+
+async def exclusive_sequence(conn: AsyncConnection, candidate_id: str) -> str | None:
+    """The exclusive (nurture) sequence the candidate is active in, if any."""
+    found = await _EXCLUSIVE_ACTIVE.rows(conn, {"candidate_id": candidate_id})
+    return str(found[0][0]) if found else None
+
+
+async def insert_enrollment(
+    conn: AsyncConnection, row: dict[str, Any], steps: Sequence[dict[str, Any]]
+) -> int:
+    """An enrolment and its pending steps; returns the enrolment's id."""
+    enrollment_id = int((await _INSERT_ENROLMENT.rows(conn, row))[0][0])
+    await _INSERT_STEP.run_many(conn, [{**step, "enrollment_id": enrollment_id} for step in steps])
+    return enrollment_id
+
+
 async def remembered_stage(conn: AsyncConnection, application_id: str) -> dict[str, Any] | None:
     """The stage ``swap_stage`` last remembered for the application (None if never seen)."""
     query = select(application_stages).where(application_stages.c.application_id == application_id)
@@ -233,11 +313,11 @@ async def link_for_email(conn: AsyncConnection, email: str) -> Any:
 async def save_link(
     conn: AsyncConnection, email: str, contact_id: str, candidate_id: str | None, now: datetime
 ) -> None:
-    values: dict[str, Any] = {"contact_id": contact_id, "updated_at": now}
-    if candidate_id is not None:
-        values["candidate_id"] = candidate_id
-    statement = _insert(conn, identity_links).values(email=email, **values)
-    await conn.execute(statement.on_conflict_do_update(index_elements=["email"], set_=values))
+    values = {"email": email, "contact_id": contact_id, "updated_at": now}
+    if candidate_id is None:  # keep the candidate a link already names
+        await _SAVE_LINK_KEEPING_CANDIDATE.run(conn, values)
+    else:
+        await _SAVE_LINK.run(conn, {**values, "candidate_id": candidate_id})
 
 
 # -- suppression ---------------------------------------------------------------------------

@@ -6,10 +6,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from adapters.hubspot.client import HubSpotClient
+from adapters.hubspot.simulator import HubSpotSimulator
 from engine.clock import ManualClock
 from engine.config.load import load_config
 from engine.events import Event
@@ -17,7 +20,7 @@ from engine.runtime import Runtime
 from engine.store import store as store_module
 from engine.store.prepared import raw_sqlite
 from engine.store.store import Store
-from tests.engine.conftest import START
+from tests.engine.conftest import START, _serve
 from tests.engine.test_engine import application
 
 REPO = Path(__file__).resolve().parents[3]
@@ -77,10 +80,16 @@ async def test_the_fast_path_stores_what_the_generic_path_stores(tmp_path: Path)
     for name in ("fast", "generic"):
         path = tmp_path / f"{name}.db"
         store = await (Store.open(f"sqlite:///{path}") if name == "fast" else _generic_store(path))
-        # intake only: nothing here calls the CRM, so it needs no CRM
-        runtime = Runtime.build(store, config, ManualClock(START), None)  # type: ignore[arg-type]
-        for item in _traffic():
-            await runtime.intake.accept(item)
+        simulator = HubSpotSimulator("t")  # a fresh CRM each, so both see the same answers
+        runner, url = await _serve(simulator.app())
+        async with aiohttp.ClientSession() as session:
+            crm = HubSpotClient(session, url, "t")
+            # one at a time: the CRM numbers contacts in the order it sees them
+            runtime = Runtime.build(store, config, ManualClock(START), crm, concurrency=1)
+            for item in _traffic():
+                await runtime.intake.accept(item)
+            await runtime.dispatcher.run_until_idle()  # claims, identity links, outcomes
+        await runner.cleanup()
         async with store.transaction() as conn:
             assert (raw_sqlite(conn) is not None) == (name == "fast")
         await store.close()
@@ -88,4 +97,5 @@ async def test_the_fast_path_stores_what_the_generic_path_stores(tmp_path: Path)
     fast, generic = dumps
     assert fast["inbox"] and fast["outbox"] and fast["rule_firings"]
     assert fast["enrollments"] and fast["suppressions"]  # the traffic reached every hot path
+    assert fast["identity_links"]
     assert fast == generic
