@@ -7,15 +7,21 @@ shape. Tests call ``fail_next`` directly; a demo or a person can POST ``/_faults
 ``Chaos`` is the random kind, for fault-injection runs: every request independently may get a
 5xx, a 429 with ``Retry-After``, or hang past the client's timeout (and then be processed, as
 a vendor's server would); ``outage`` answers 503 to everything until switched off.
+
+Also here, because several vendors' simulators need them alike: HTTP Basic parsing, a sliding
+rate window and the body of a request as it is recorded.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -38,6 +44,28 @@ def take_fault(faults: list[Fault], path: str) -> Fault | None:
             fault.remaining -= 1
             return fault
     return None
+
+
+class FaultInjection:
+    """``fail_next`` for a simulator that keeps its live faults in ``injected_faults()`` (in its
+    resettable state, so ``/_reset`` clears them)."""
+
+    default_fault_prefix = "/"  # where a fault applies when no ``path_prefix`` is given
+
+    def injected_faults(self) -> list[Fault]:
+        raise NotImplementedError
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        path_prefix: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` requests under ``path_prefix`` with ``status``."""
+        prefix = self.default_fault_prefix if path_prefix is None else path_prefix
+        self.injected_faults().append(Fault(status, retry_after, prefix, times))
 
 
 FailNext = Callable[..., None]
@@ -105,3 +133,37 @@ class Chaos:
 
     def error_status(self) -> int:
         return self._rng.choice((500, 502, 503))
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """User and password of an ``Authorization: Basic`` header; None when absent or unreadable."""
+    if not header or not header.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, password = decoded.partition(":")
+    return user, password
+
+
+def sliding_window_wait(sent: deque[float], now: float, limit: int, window: float) -> float | None:
+    """Count a request at ``now`` against ``limit`` per ``window`` seconds (``sent`` holds the
+    admitted ones): None when admitted, else the seconds until the oldest leaves the window."""
+    while sent and now - sent[0] >= window:
+        sent.popleft()
+    if len(sent) < limit:
+        sent.append(now)
+        return None
+    return sent[0] + window - now
+
+
+async def recorded_body(request: web.Request) -> Any:
+    """A request's body as a simulator records it: the JSON, else the text; None when empty."""
+    text = await request.text() if request.can_read_body else ""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -40,8 +40,6 @@ Run standalone: ``python -m adapters.ashby.simulator --port 8104 --api-key K``.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -57,7 +55,15 @@ from aiohttp import web
 
 from adapters.ashby.simulator_records import AshbyRecords, Records, Refused
 from adapters.ashby.simulator_records import iso as iso
-from adapters.simulation import Fault, fault_route, take_fault
+from adapters.simulation import (
+    Fault,
+    FaultInjection,
+    basic_credentials,
+    fault_route,
+    recorded_body,
+    sliding_window_wait,
+    take_fault,
+)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -82,16 +88,6 @@ def _fail(status: int, *codes: str, headers: dict[str, str] | None = None) -> we
     )
 
 
-def _basic_user(header: str | None) -> str | None:
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0] or None
-
-
 @dataclass
 class RecordedRequest:
     method: str
@@ -108,7 +104,7 @@ class Traffic:
     rate_limited: int = 0
 
 
-class AshbySimulator(AshbyRecords):
+class AshbySimulator(AshbyRecords, FaultInjection):
     def __init__(
         self,
         api_key: str = "test-ashby-key",
@@ -135,15 +131,8 @@ class AshbySimulator(AshbyRecords):
         self.denied.add(endpoint)
 
     # -- harness ----------------------------------------------------------------------------
-    def fail_next(
-        self,
-        status: int,
-        *,
-        times: int = 1,
-        retry_after: float | None = None,
-        path_prefix: str = "/",
-    ) -> None:
-        self.traffic.faults.append(Fault(status, retry_after, path_prefix, times))
+    def injected_faults(self) -> list[Fault]:
+        return self.traffic.faults
 
     def requests_to(self, endpoint: str) -> list[RecordedRequest]:
         return [r for r in self.traffic.requests if r.endpoint == endpoint]
@@ -170,14 +159,10 @@ class AshbySimulator(AshbyRecords):
 
     # -- middleware: record, auth, rate limit, faults, permissions --------------------------
     def _count(self) -> web.Response | None:
-        now = self.monotonic()
-        sent = self.traffic.sent
-        while sent and now - sent[0] >= self.window:
-            sent.popleft()
-        if len(sent) < self.rate_limit:
-            sent.append(now)
-            return None
-        return self._too_many(sent[0] + self.window - now)
+        wait = sliding_window_wait(
+            self.traffic.sent, self.monotonic(), self.rate_limit, self.window
+        )
+        return None if wait is None else self._too_many(wait)
 
     def _too_many(self, wait: float) -> web.Response:
         self.traffic.rate_limited += 1
@@ -188,18 +173,15 @@ class AshbySimulator(AshbyRecords):
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_"):
             return await handler(request)  # type: ignore[no-any-return]
-        text = await request.text() if request.can_read_body else ""
-        try:
-            body: Any = json.loads(text) if text else None
-        except ValueError:
-            body = text
         endpoint = request.path.lstrip("/")
+        body = await recorded_body(request)
         self.traffic.requests.append(
             RecordedRequest(request.method, endpoint, dict(request.headers), body)
         )
-        user = _basic_user(request.headers.get("Authorization"))
-        if user is None:
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        if credentials is None or not credentials[0]:
             return _fail(401, "unauthenticated")
+        user = credentials[0]
         if user != self.api_key or user in self.deactivated:
             return _fail(403, "invalid_api_key")
         limited = self._count()

@@ -46,8 +46,6 @@ Run standalone: ``python -m adapters.greenhouse.simulator --port 8102 --api-key 
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import itertools
 import json
 import math
@@ -61,7 +59,13 @@ from typing import Any
 from aiohttp import web
 
 from adapters.greenhouse.simulator_records import HarvestRecords, paginated
-from adapters.simulation import Fault, fault_route, take_fault
+from adapters.simulation import (
+    Fault,
+    FaultInjection,
+    basic_credentials,
+    fault_route,
+    take_fault,
+)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 VISIBILITIES = ("admin_only", "private", "public")
@@ -76,17 +80,6 @@ def _validation_error(field_name: str, message: str) -> web.Response:
         {"message": "Validation error", "errors": [{"message": message, "field": field_name}]},
         status=422,
     )
-
-
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, _, password = decoded.partition(":")
-    return user, password
 
 
 @dataclass
@@ -115,7 +108,9 @@ class HarvestState:
     window_count: int = 0
 
 
-class HarvestSimulator:
+class HarvestSimulator(FaultInjection):
+    default_fault_prefix = "/v1"  # Harvest routes: ``/token`` is faulted only when asked for
+
     def __init__(
         self,
         api_key: str = "test-harvest-key",
@@ -140,15 +135,8 @@ class HarvestSimulator:
         self.records = HarvestRecords(self.tags_of)
 
     # -- harness ----------------------------------------------------------------------------
-    def fail_next(
-        self,
-        status: int,
-        *,
-        times: int = 1,
-        retry_after: float | None = None,
-        path_prefix: str = "/v1",
-    ) -> None:
-        self.state.faults.append(Fault(status, retry_after, path_prefix, times))
+    def injected_faults(self) -> list[Fault]:
+        return self.state.faults
 
     def reject_candidate(self, candidate_id: str) -> None:
         self.state.rejected_candidates.add(str(candidate_id))
@@ -193,7 +181,7 @@ class HarvestSimulator:
         self.records.add_routes(r)
         r.add_post("/_reset", self._reset)
         r.add_get("/_stats", self._stats)
-        r.add_post("/_faults", fault_route(self.fail_next, "/v1"))
+        r.add_post("/_faults", fault_route(self.fail_next, self.default_fault_prefix))
         return app
 
     # -- middleware: record, auth, audit header, rate limit, faults --------------------------
@@ -220,7 +208,7 @@ class HarvestSimulator:
         if header.startswith("Bearer "):
             expiry = self.state.tokens.get(header[7:].strip())
             return expiry is not None and self.monotonic() < expiry
-        credentials = _basic_credentials(header)
+        credentials = basic_credentials(header)
         return credentials is not None and credentials[0] == self.api_key
 
     def _rate_headers(self) -> dict[str, str]:
@@ -294,7 +282,7 @@ class HarvestSimulator:
 
     # -- OAuth ------------------------------------------------------------------------------
     async def _token(self, request: web.Request) -> web.Response:
-        credentials = _basic_credentials(request.headers.get("Authorization"))
+        credentials = basic_credentials(request.headers.get("Authorization"))
         if credentials is None or self.oauth_clients.get(credentials[0]) != credentials[1]:
             return web.json_response({"error": "invalid_client"}, status=401)
         form = await request.post()

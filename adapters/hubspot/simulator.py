@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.hubspot.simulator_preferences import PORTAL_ID, PreferencesRoutes
-from adapters.simulation import Chaos, Fault, fault_route, take_fault
+from adapters.simulation import Chaos, Fault, FaultInjection, fault_route, take_fault
 
 BATCH_UPSERT_CAP = 100
 
@@ -71,7 +71,7 @@ class HubSpotState:
     status_requests: list[str] = field(default_factory=list)
 
 
-class HubSpotSimulator(PreferencesRoutes):
+class HubSpotSimulator(PreferencesRoutes, FaultInjection):
     def __init__(
         self, token: str = "test-token", *, search_delay: float = 0.0, latency: float = 0.0
     ) -> None:
@@ -84,15 +84,8 @@ class HubSpotSimulator(PreferencesRoutes):
         self._list_ids = itertools.count(900)
 
     # -- harness ------------------------------------------------------------------------
-    def fail_next(
-        self,
-        status: int,
-        *,
-        times: int = 1,
-        retry_after: float | None = None,
-        path_prefix: str = "/",
-    ) -> None:
-        self.state.faults.append(Fault(status, retry_after, path_prefix, times))
+    def injected_faults(self) -> list[Fault]:
+        return self.state.faults
 
     def reject_email(self, email: str) -> None:
         self.state.rejected_emails.add(email.lower())

@@ -40,8 +40,6 @@ Run standalone: ``python -m adapters.lever.simulator --port 8103 --api-key K``.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import copy
 import hashlib
 import hmac
@@ -58,7 +56,15 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from adapters.simulation import Fault, fault_route, take_fault
+from adapters.simulation import (
+    Fault,
+    FaultInjection,
+    basic_credentials,
+    fault_route,
+    recorded_body,
+    sliding_window_wait,
+    take_fault,
+)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_LIMIT = 100
@@ -111,16 +117,6 @@ def _error(
     return web.json_response({"code": code, "message": message}, status=status, headers=headers)
 
 
-def _basic_user(header: str | None) -> str | None:
-    if not header or not header.startswith("Basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0]
-
-
 @dataclass
 class RecordedRequest:
     method: str
@@ -145,7 +141,7 @@ class LeverState:
     rate_limited: int = 0
 
 
-class LeverSimulator:
+class LeverSimulator(FaultInjection):
     def __init__(
         self,
         api_key: str = "test-lever-key",
@@ -267,15 +263,8 @@ class LeverSimulator:
         self.state.opportunities[opportunity_id].update(fields, updatedAt=at)
 
     # -- harness ----------------------------------------------------------------------------
-    def fail_next(
-        self,
-        status: int,
-        *,
-        times: int = 1,
-        retry_after: float | None = None,
-        path_prefix: str = "/",
-    ) -> None:
-        self.state.faults.append(Fault(status, retry_after, path_prefix, times))
+    def injected_faults(self) -> list[Fault]:
+        return self.state.faults
 
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         return [
@@ -313,13 +302,7 @@ class LeverSimulator:
 
     # -- middleware: record, auth, rate limit, faults, perform_as ---------------------------
     async def _record(self, request: web.Request) -> None:
-        text = await request.text() if request.can_read_body else ""
-        body: Any = None
-        if text:
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = text
+        body = await recorded_body(request)
         query: dict[str, list[str]] = {}
         for key, value in request.query.items():
             query.setdefault(key, []).append(value)
@@ -328,15 +311,11 @@ class LeverSimulator:
         )
 
     def _count(self) -> web.Response | None:
-        now = self.monotonic()
-        sent = self.state.sent
-        while sent and now - sent[0] >= self.window:
-            sent.popleft()
-        if len(sent) < self.rate_limit:
-            sent.append(now)
+        wait = sliding_window_wait(self.state.sent, self.monotonic(), self.rate_limit, self.window)
+        if wait is None:
             return None
         self.state.rate_limited += 1
-        return self._too_many(sent[0] + self.window - now)
+        return self._too_many(wait)
 
     def _too_many(self, wait: float) -> web.Response:
         headers = {"Retry-After": str(max(1, math.ceil(wait)))} if self.send_retry_after else {}
@@ -347,7 +326,8 @@ class LeverSimulator:
         if request.path.startswith("/_"):
             return await handler(request)  # type: ignore[no-any-return]
         await self._record(request)
-        if _basic_user(request.headers.get("Authorization")) != self.api_key:
+        credentials = basic_credentials(request.headers.get("Authorization"))
+        if credentials is None or credentials[0] != self.api_key:
             return _error(401, "UnauthorizedError", "Invalid API key")
         limited = self._count()
         if limited is not None:
