@@ -42,16 +42,19 @@ of one sweep would look cancelled; the window is one sweep wide.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from adapters.greenhouse.poller import PollState, Sink, canonical, parse_time, skipped
-from adapters.greenhouse.reads import HarvestReads, harvest_time
-from adapters.greenhouse.webhooks import DO_NOT_CONTACT_TAGS, SOURCE, do_not_contact_set
+from adapters.greenhouse.poller import (
+    HarvestPoller,
+    canonical,
+    newest_time,
+    parse_time,
+    skipped,
+)
+from adapters.greenhouse.reads import harvest_time
+from adapters.greenhouse.webhooks import SOURCE
 from adapters.normalise import (
-    SYSTEM_CLOCK,
-    Clock,
     JsonObject,
     PayloadError,
     build_event,
@@ -96,32 +99,10 @@ def interview_record(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class InterviewPoller:
-    def __init__(
-        self,
-        reads: HarvestReads,
-        state: PollState,
-        sink: Sink,
-        *,
-        start: datetime,
-        overlap: timedelta = timedelta(minutes=5),
-        clock: Clock = SYSTEM_CLOCK,
-        do_not_contact_tags: Collection[str] = DO_NOT_CONTACT_TAGS,
-        name: str = CURSOR_NAME,
-    ) -> None:
-        self.reads = reads
-        self.state = state
-        self.sink = sink
-        self.start = start
-        self.overlap = overlap
-        self.clock = clock
-        self.dnc = do_not_contact_set(do_not_contact_tags)
-        self.name = name
-        self._people: dict[str, tuple[dict[str, Any], dict[str, Any] | None] | None] = {}
-
-    async def cursor(self) -> datetime:
-        saved = await self.state.get(self.name)
-        return datetime.fromisoformat(saved) if saved else self.start
+class InterviewPoller(HarvestPoller):
+    cursor_name = CURSOR_NAME
+    # application id -> (application, candidate), None when gone; set afresh by each sweep
+    _people: dict[str, tuple[dict[str, Any], dict[str, Any] | None] | None]
 
     async def poll_once(self) -> int:
         """One sweep: interviews updated since the cursor, then cancellations."""
@@ -139,11 +120,8 @@ class InterviewPoller:
                     count += await self._one(raw)
                 except PayloadError as exc:
                     skipped("scheduled_interviews", raw, exc)
-                updated = parse_time(raw.get("updated_at"))
-                if updated is not None:
-                    newest = max(newest, updated)
-        if newest > cursor:
-            await self.state.set(self.name, newest.isoformat())
+            newest = newest_time(newest, page, "updated_at")
+        await self.advance(cursor, newest)
         return count
 
     async def _one(self, raw: dict[str, Any]) -> int:

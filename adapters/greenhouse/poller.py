@@ -125,7 +125,22 @@ def canonical(
     return time, cand, application, {"application": nested}
 
 
-class ApplicationPoller:
+def newest_time(newest: datetime, records: list[dict[str, Any]], key: str) -> datetime:
+    """The latest of ``newest`` and the records' readable ``key`` times."""
+    for record in records:
+        moment = parse_time(record.get(key))
+        if moment is not None:
+            newest = max(newest, moment)
+    return newest
+
+
+class HarvestPoller:
+    """What both Greenhouse pollers share: the Harvest reads, the store's state, the sink and a
+    time cursor saved under ``name`` (``cursor_name`` unless given; ``start`` before the first
+    sweep saves one), re-read from ``overlap`` before it."""
+
+    cursor_name = CURSOR_NAME
+
     def __init__(
         self,
         reads: HarvestReads,
@@ -136,7 +151,7 @@ class ApplicationPoller:
         overlap: timedelta = timedelta(minutes=5),
         clock: Clock = SYSTEM_CLOCK,
         do_not_contact_tags: Collection[str] = DO_NOT_CONTACT_TAGS,
-        name: str = CURSOR_NAME,
+        name: str | None = None,
     ) -> None:
         self.reads = reads
         self.state = state
@@ -145,13 +160,20 @@ class ApplicationPoller:
         self.overlap = overlap
         self.clock = clock
         self.dnc = do_not_contact_set(do_not_contact_tags)
-        self.name = name
+        self.name = self.cursor_name if name is None else name
 
     async def cursor(self) -> datetime:
         """The saved cursor, else ``start``."""
         saved = await self.state.get(self.name)
         return datetime.fromisoformat(saved) if saved else self.start
 
+    async def advance(self, cursor: datetime, newest: datetime) -> None:
+        """Save ``newest`` as the cursor when the sweep saw something later than ``cursor``."""
+        if newest > cursor:
+            await self.state.set(self.name, newest.isoformat())
+
+
+class ApplicationPoller(HarvestPoller):
     async def poll_once(self) -> int:
         """Read every application with activity since the cursor; returns events handed on."""
         cursor = await self.cursor()
@@ -170,12 +192,8 @@ class ApplicationPoller:
                     count += await self._emit(app, candidate, since)
                 except PayloadError as exc:
                     skipped("applications", app, exc)
-            for app in page:
-                activity = parse_time(app.get("last_activity_at"))
-                if activity is not None:
-                    newest = max(newest, activity)
-        if newest > cursor:
-            await self.state.set(self.name, newest.isoformat())
+            newest = newest_time(newest, page, "last_activity_at")
+        await self.advance(cursor, newest)
         return count
 
     async def _may_change(self, app: dict[str, Any], since: datetime) -> bool:
