@@ -1,7 +1,11 @@
-"""Adapter tests that run against the engine reuse the engine's fixtures (store, simulators)."""
+"""Adapter tests that run against the engine reuse the engine's fixtures (store, simulators);
+``ticker`` is the simulators' rate-window clock."""
 
 from __future__ import annotations
 
+import pytest
+
+from tests.adapters.ticker import Ticker
 from tests.engine.conftest import (  # noqa: F401 - fixtures are found by name
     alert_target,
     clock,
@@ -12,3 +16,8 @@ from tests.engine.conftest import (  # noqa: F401 - fixtures are found by name
     slack,
     store,
 )
+
+
+@pytest.fixture
+def ticker() -> Ticker:
+    return Ticker()

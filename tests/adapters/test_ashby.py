@@ -28,6 +28,7 @@ from engine.runtime import Runtime
 from engine.store import queries
 from engine.store.store import Store
 from engine.testing import Recorder
+from tests.adapters.ticker import Ticker
 from tests.engine.conftest import _serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,16 +51,6 @@ def example(name: str) -> Any:
     return document
 
 
-class Ticker:
-    """A frozen monotonic clock for the simulator's rate window."""
-
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
-
-
 def seed(simulator: AshbySimulator) -> None:
     """The candidate of the contract's search example, with its Nurture tag and tag id."""
     found = example("api_candidate_search_response.json")["results"][0]
@@ -73,11 +64,6 @@ def seed(simulator: AshbySimulator) -> None:
         created_at=found["createdAt"],
     )
     simulator.add_candidate("c-2", "Jonas Weber", ["jonas@example.com"])
-
-
-@pytest.fixture
-def ticker() -> Ticker:
-    return Ticker()
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from engine.cursors import StoreCursors
 from engine.runtime import Runtime
 from engine.store.store import Store
 from engine.testing import Recorder
+from tests.adapters.intake_sink import IntakeSink
 from tests.engine.conftest import _serve
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "examples"
@@ -70,29 +71,6 @@ async def ashby() -> AsyncIterator[tuple[AshbySimulator, str]]:
     await runner.cleanup()
 
 
-class Sink:
-    """Accepts into intake; fails once at the ``fail_at``-th event (a crash mid-sweep)."""
-
-    def __init__(self, runtime: Runtime, fail_at: int | None = None) -> None:
-        self.runtime = runtime
-        self.fail_at = fail_at
-        self.seen = 0
-        self.events: list[Event] = []
-        self.new: list[str] = []
-        self.duplicates: list[str] = []
-        self.matched: dict[str, list[str]] = {}
-
-    async def __call__(self, event: Event) -> None:
-        self.seen += 1
-        if self.fail_at is not None and self.seen == self.fail_at:
-            self.fail_at = None
-            raise RuntimeError("crash")
-        accepted = await self.runtime.intake.accept(event)
-        self.events.append(event)
-        (self.duplicates if accepted.duplicate else self.new).append(event.id)
-        self.matched[event.id] = [d.rule_id for d in accepted.decisions if d.matched]
-
-
 @pytest.fixture
 def runtime(store: Store, make_config: Callable[[str], ConfigSet], clock: ManualClock) -> Runtime:
     return Runtime.build(store, make_config(CONFIG), clock, Recorder(clock))
@@ -104,7 +82,7 @@ def poller_for(
 ) -> Callable[..., ApplicationPoller]:
     """A poller as a fresh process would build it: a new client, the stored state."""
 
-    def build(sink: Sink, **kwargs: Any) -> ApplicationPoller:
+    def build(sink: IntakeSink, **kwargs: Any) -> ApplicationPoller:
         client = AshbyClient(
             session, API_KEY, base_url=ashby[1], limiter=WindowLimiter(10_000, 1.0)
         )
@@ -114,6 +92,11 @@ def poller_for(
         )
 
     return build
+
+
+async def saved_token(store: Store) -> str | None:
+    """The poller's sync token as the store holds it."""
+    return await StoreCursors(store, ManualClock(BASE)).get(CURSOR_NAME)
 
 
 def seed(simulator: AshbySimulator, numbers: range, at: datetime) -> None:
@@ -145,7 +128,7 @@ async def test_polled_events_are_the_webhooks_events(
         return next(e for e in outcome.events if e.type == event_type)
 
     async with asyncio.timeout(30):
-        sink = Sink(runtime)
+        sink = IntakeSink(runtime)
         poller = poller_for(sink)
         simulator.load_application(deliveries["applicationSubmit"]["data"]["application"])
         assert await poller.poll_once() == 1
@@ -176,19 +159,18 @@ async def test_poller_resumes_from_its_sync_token_without_duplicates_or_gaps(
     simulator, _ = ashby
     seed(simulator, range(5), START - timedelta(days=30))  # before start: never reported
     seed(simulator, range(5, 235), BASE)
-    state = StoreCursors(store, ManualClock(BASE))
     async with asyncio.timeout(60):
-        crashed = Sink(runtime, fail_at=150)
+        crashed = IntakeSink(runtime, fail_at=150)
         with pytest.raises(RuntimeError):
             await poller_for(crashed).poll_once()
-        assert await state.get(CURSOR_NAME) is None  # nothing saved before the pass ends
+        assert await saved_token(store) is None  # nothing saved before the pass ends
 
-        first = Sink(runtime)  # "restart" after the crash: nothing skipped, nothing twice
+        first = IntakeSink(runtime)  # "restart" after the crash: nothing skipped, nothing twice
         await poller_for(first, page_size=100).poll_once()
         expected_first = {f"ashby:poll:created:app-{n:03d}" for n in range(5, 235)}
         assert set(crashed.new) | set(first.new) == expected_first
         assert not set(crashed.new) & set(first.new)
-        token = await state.get(CURSOR_NAME)
+        token = await saved_token(store)
         assert token is not None
         # the crashed pass read two of its pages; the pass after it all three
         assert len(simulator.requests_to("application.list")) == 5
@@ -201,7 +183,7 @@ async def test_poller_resumes_from_its_sync_token_without_duplicates_or_gaps(
         simulator.move_stage("app-001", "final", later)  # created before start, moved after
         seed(simulator, range(235, 238), later)
 
-        second = Sink(runtime)  # a restarted process: a new poller, the stored token
+        second = IntakeSink(runtime)  # a restarted process: a new poller, the stored token
         await poller_for(second).poll_once()
         [incremental] = simulator.requests_to("application.list")[5:]
         assert incremental.body == {"limit": 100, "syncToken": token}
@@ -219,7 +201,7 @@ async def test_poller_resumes_from_its_sync_token_without_duplicates_or_gaps(
 
         archived_at = later + timedelta(days=1)
         simulator.archive("app-008", "archived", "Not Selected", archived_at)
-        third = Sink(runtime)
+        third = IntakeSink(runtime)
         await poller_for(third).poll_once()
         assert third.new == [  # the rejection first, while the engine remembers Final Round
             f"ashby:poll:rejected:app-008:{iso(archived_at)}",
@@ -230,14 +212,14 @@ async def test_poller_resumes_from_its_sync_token_without_duplicates_or_gaps(
         assert third.matched[rejection.id] == ["rejected-at-final-round"]
 
         simulator.touch("app-009", archived_at, source={"id": "s2", "title": "Agency"})
-        fourth = Sink(runtime)  # a hired application changed again: its hire is re-sent
+        fourth = IntakeSink(runtime)  # a hired application changed again: its hire is re-sent
         assert await poller_for(fourth).poll_once() == 1
         assert (fourth.new, fourth.duplicates) == ([], ["ashby:poll:hired:app-009"])
 
-        fifth = Sink(runtime)
+        fifth = IntakeSink(runtime)
         assert await poller_for(fifth).poll_once() == 0
         assert fifth.new == fifth.duplicates == []
-        assert await state.get(CURSOR_NAME) != token
+        assert await saved_token(store) != token
 
 
 async def test_an_expired_sync_token_falls_back_to_a_full_sync_without_duplicates(
@@ -249,19 +231,19 @@ async def test_an_expired_sync_token_falls_back_to_a_full_sync_without_duplicate
     simulator, _ = ashby
     seed(simulator, range(20), BASE)
     async with asyncio.timeout(30):
-        await poller_for(Sink(runtime)).poll_once()
-        token = await StoreCursors(store, ManualClock(BASE)).get(CURSOR_NAME)
+        await poller_for(IntakeSink(runtime)).poll_once()
+        token = await saved_token(store)
         simulator.expire_sync_tokens()
         simulator.move_stage("app-003", "final", BASE + timedelta(days=1))
 
-        sink = Sink(runtime)
+        sink = IntakeSink(runtime)
         await poller_for(sink).poll_once()
 
     bodies = [r.body for r in simulator.requests_to("application.list")[1:]]
     assert bodies == [{"limit": 100, "syncToken": token}, {"limit": 100}]  # refused, then full
     assert sink.new == ["ashby:poll:stage:app-003:final:2026-03-03T09:00:00.000Z"]
     assert sink.duplicates == []  # the engine knows those applications: nothing re-sent
-    assert await StoreCursors(store, ManualClock(BASE)).get(CURSOR_NAME) not in (None, token)
+    assert await saved_token(store) not in (None, token)
 
 
 async def test_a_429_on_a_page_is_waited_out(
@@ -279,18 +261,18 @@ async def test_a_429_on_a_page_is_waited_out(
 
     async with asyncio.timeout(30):
         simulator.fail_next(429, retry_after=7, times=2, path_prefix="/application.list")
-        sink = Sink(runtime)
+        sink = IntakeSink(runtime)
         assert await poller_for(sink, sleep=sleep, page_size=10).poll_once() == 30
         assert waits == [7.0, 7.0]
 
         simulator.fail_next(429, retry_after=600, path_prefix="/application.list")
         simulator.touch("app-001", BASE + timedelta(days=1))
-        token = await StoreCursors(store, ManualClock(BASE)).get(CURSOR_NAME)
+        token = await saved_token(store)
         with pytest.raises(AdapterUnavailable) as raised:  # too long to wait inside a sweep
-            await poller_for(Sink(runtime), sleep=sleep).poll_once()
+            await poller_for(IntakeSink(runtime), sleep=sleep).poll_once()
     assert raised.value.status == 429 and raised.value.retry_after == 600
     assert waits == [7.0, 7.0]
-    assert await StoreCursors(store, ManualClock(BASE)).get(CURSOR_NAME) == token
+    assert await saved_token(store) == token
 
 
 async def test_a_malformed_application_is_logged_and_skipped(
@@ -305,11 +287,11 @@ async def test_a_malformed_application_is_logged_and_skipped(
     simulator.records.applications["app-001"]["createdAt"] = "yesterday"
     with caplog.at_level(logging.WARNING, logger="nurture.ashby.poller"):
         async with asyncio.timeout(30):
-            sink = Sink(runtime)
+            sink = IntakeSink(runtime)
             assert await poller_for(sink).poll_once() == 2
 
     assert sink.new == ["ashby:poll:created:app-000", "ashby:poll:created:app-002"]
     [record] = [json.loads(r.getMessage()) for r in caplog.records]
     assert record["decision"] == "poll_record_skipped" and record["id"] == "app-001"
     assert "/application/createdAt" in record["error"]
-    assert await StoreCursors(store, ManualClock(BASE)).get(CURSOR_NAME) is not None
+    assert await saved_token(store) is not None

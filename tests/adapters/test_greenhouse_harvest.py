@@ -23,22 +23,13 @@ from adapters.greenhouse.harvest import (
 from adapters.greenhouse.simulator import HarvestSimulator
 from engine import AdapterRejected, AdapterUnavailable
 from engine.clock import ManualClock
+from tests.adapters.ticker import Ticker
 
 API_KEY = "harvest-key-7f3a9c"
 CLIENT_ID = "client-abc"
 CLIENT_SECRET = "client-secret-5e8d2b"
 USER = "40211"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-class Ticker:
-    """An injectable monotonic clock for the simulator."""
-
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -48,11 +39,6 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-def ticker() -> Ticker:
-    return Ticker()
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ from engine.runtime import Runtime
 from engine.store.store import Store
 from engine.store.tables import enrollment_steps, enrollments
 from engine.testing import Recorder
+from tests.adapters.intake_sink import IntakeSink
+from tests.adapters.ticker import Ticker
 from tests.engine.conftest import START, _serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,50 +47,11 @@ rules:
 """
 
 
-class Ticker:
-    """The simulator's monotonic clock (its rate window), moved only by the fake sleep."""
-
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
-
-
-class Sink:
-    """Intake as the daemon feeds it; fails once at the ``fail_at``-th event (a crash)."""
-
-    def __init__(self, runtime: Runtime, fail_at: int | None = None) -> None:
-        self.runtime = runtime
-        self.fail_at = fail_at
-        self.seen = 0
-        self.events: list[Event] = []
-        self.fresh: list[Event] = []  # the events intake had not seen before
-        self.new: list[str] = []
-        self.duplicates: list[str] = []
-
-    async def __call__(self, event: Event) -> None:
-        self.seen += 1
-        if self.fail_at is not None and self.seen == self.fail_at:
-            self.fail_at = None
-            raise RuntimeError("crash")
-        accepted = await self.runtime.intake.accept(event)
-        self.events.append(event)
-        (self.duplicates if accepted.duplicate else self.new).append(event.id)
-        if not accepted.duplicate:
-            self.fresh.append(event)
-
-
-async def sweep(poller: ApplicationPoller | InterviewPoller, sink: Sink) -> list[Event]:
+async def sweep(poller: ApplicationPoller | InterviewPoller, sink: IntakeSink) -> list[Event]:
     """The new (not duplicate) events of one sweep."""
     before = len(sink.fresh)
     await poller.poll_once()
     return sink.fresh[before:]
-
-
-@pytest.fixture
-def ticker() -> Ticker:
-    return Ticker()
 
 
 @pytest.fixture
@@ -149,7 +112,7 @@ def person(sim: HarvestSimulator, n: int, at: datetime, stage: str = "Applicatio
 
 
 def applications(
-    reads: HarvestReads, store: Store, clock: ManualClock, sink: Sink, **kw: Any
+    reads: HarvestReads, store: Store, clock: ManualClock, sink: IntakeSink, **kw: Any
 ) -> ApplicationPoller:
     return ApplicationPoller(
         reads, StoreCursors(store, clock), sink, start=START - timedelta(hours=1), clock=clock, **kw
@@ -157,7 +120,7 @@ def applications(
 
 
 def interviews(
-    reads: HarvestReads, store: Store, clock: ManualClock, sink: Sink
+    reads: HarvestReads, store: Store, clock: ManualClock, sink: IntakeSink
 ) -> InterviewPoller:
     return InterviewPoller(
         reads, StoreCursors(store, clock), sink, start=START - timedelta(hours=1), clock=clock
@@ -172,7 +135,7 @@ async def test_polled_applications_give_the_webhook_events_and_activity_alone_gi
 ) -> None:
     person(sim, 1, START - timedelta(minutes=10))
     sim.records.state.candidates[7001]["tags"] = ["Do Not Contact"]
-    sink = Sink(runtime)
+    sink = IntakeSink(runtime)
     poller = applications(reads(), store, clock, sink)
     async with asyncio.timeout(30):
         [created] = await sweep(poller, sink)
@@ -233,12 +196,12 @@ async def test_applications_resume_from_their_cursor_without_duplicates_or_gaps(
     cursors = StoreCursors(store, clock)
     expected_first = {f"greenhouse:poll:created:{9000 + n}" for n in range(230)}
     async with asyncio.timeout(60):
-        crashed = Sink(runtime, fail_at=120)
+        crashed = IntakeSink(runtime, fail_at=120)
         with pytest.raises(RuntimeError):
             await applications(reads(page_size=50), store, clock, crashed).poll_once()
         assert await cursors.get("greenhouse:applications") is None
 
-        first = Sink(runtime)  # the restarted process: a new poller, nothing skipped
+        first = IntakeSink(runtime)  # the restarted process: a new poller, nothing skipped
         sim.state.requests.clear()
         assert await applications(reads(page_size=50), store, clock, first).poll_once() == 230
         assert set(crashed.new) | set(first.new) == expected_first
@@ -257,7 +220,7 @@ async def test_applications_resume_from_their_cursor_without_duplicates_or_gaps(
         sim.records.note_activity(9011, at=clock.now())
         for n in range(230, 233):
             person(sim, n, clock.now())
-        second = Sink(runtime)
+        second = IntakeSink(runtime)
         await applications(reads(page_size=50), store, clock, second).poll_once()
         query = sim.requests_to("GET", "/v1/applications")[-1].query
         assert query["last_activity_after"] == "2026-03-02T08:43:10.000Z"  # cursor - 5 min
@@ -273,7 +236,7 @@ async def test_applications_resume_from_their_cursor_without_duplicates_or_gaps(
         )
         assert set(second.duplicates) <= expected_first  # only the overlap, re-read
 
-        third = Sink(runtime)
+        third = IntakeSink(runtime)
         await applications(reads(page_size=50), store, clock, third).poll_once()
         assert third.new == []
 
@@ -286,7 +249,7 @@ async def test_429_answers_are_waited_out_for_their_retry_after(
     sim.rate_limit = 4  # per 10-second window: the sweep needs 7 requests
     sim.fail_next(429, retry_after=7, path_prefix="/v1/applications")
     reader = reads(page_size=1)
-    sink = Sink(runtime)
+    sink = IntakeSink(runtime)
     async with asyncio.timeout(30):
         assert await applications(reader, store, clock, sink).poll_once() == 3
     # the injected 429 asked for 7 s; the real window (4 requests / 10 s) for the rest of it
@@ -303,7 +266,7 @@ async def test_a_sweep_gives_up_after_max_waits_and_keeps_its_cursor(
     sim.fail_next(429, retry_after=2, times=10, path_prefix="/v1/applications")
     reader = reads(max_waits=2)
     with pytest.raises(AdapterUnavailable) as raised:
-        await applications(reader, store, clock, Sink(runtime)).poll_once()
+        await applications(reader, store, clock, IntakeSink(runtime)).poll_once()
     assert raised.value.status == 429
     assert list(reader.waited) == [2.0, 2.0]
     assert await StoreCursors(store, clock).get("greenhouse:applications") is None
@@ -327,7 +290,7 @@ async def test_interviews_scheduled_rescheduled_and_cancelled(
         video_url="https://meet.example.com/abc",
     )
     other = sim.records.schedule_interview(app, start, start + timedelta(hours=1), at=clock.now())
-    sink = Sink(runtime)
+    sink = IntakeSink(runtime)
     poller = interviews(reads(), store, clock, sink)
     cursors = StoreCursors(store, clock)
     async with asyncio.timeout(30):
@@ -402,7 +365,7 @@ async def test_interviews_first_seen_after_they_ended_or_edited_without_a_move_g
     upcoming = sim.records.schedule_interview(
         app, START + timedelta(days=1), START + timedelta(days=1, hours=1), at=clock.now()
     )
-    sink = Sink(runtime)
+    sink = IntakeSink(runtime)
     poller = interviews(reads(), store, clock, sink)
     assert await poller.poll_once() == 1
     assert [e.id for e in sink.events] == [f"greenhouse:poll:interview:{upcoming}:scheduled"]
@@ -422,11 +385,11 @@ async def test_interview_poller_resumes_after_a_crash_without_duplicates_or_gaps
         )
         for d in (1, 2, 3)
     ]
-    crashed = Sink(runtime, fail_at=2)
+    crashed = IntakeSink(runtime, fail_at=2)
     with pytest.raises(RuntimeError):
         await interviews(reads(), store, clock, crashed).poll_once()
     assert await StoreCursors(store, clock).get("greenhouse:interviews") is None
-    restarted = Sink(runtime)
+    restarted = IntakeSink(runtime)
     await interviews(reads(), store, clock, restarted).poll_once()
     expected = {f"greenhouse:poll:interview:{i}:scheduled" for i in ids}
     assert set(crashed.new) | set(restarted.new) == expected
@@ -449,7 +412,7 @@ async def test_shipped_reminder_sequence_follows_polled_reschedule_and_cancellat
     interview_id = sim.records.schedule_interview(
         app, start, start + timedelta(hours=1), at=clock.now()
     )
-    poller = interviews(reads(), store, clock, Sink(runtime))
+    poller = interviews(reads(), store, clock, IntakeSink(runtime))
 
     async def reminder_due() -> list[tuple[str, datetime]]:
         async with store.read() as conn:

@@ -41,6 +41,19 @@ def people(count: int, start: int = 0) -> dict[str, dict[str, str]]:
 # -- batch upsert --------------------------------------------------------------------------
 
 
+async def post_batch_upsert(
+    session: aiohttp.ClientSession, hubspot: Sim, emails: list[str]
+) -> tuple[int, Any]:
+    """A raw batch upsert by email (no properties) to the simulator: status and JSON answer."""
+    inputs = [{"id": email, "idProperty": "email", "properties": {}} for email in emails]
+    async with session.post(
+        hubspot[1] + "/crm/v3/objects/contacts/batch/upsert",
+        json={"inputs": inputs},
+        headers={"Authorization": "Bearer test-token"},
+    ) as answer:
+        return answer.status, await answer.json()
+
+
 async def test_batch_upsert_splits_at_the_cap_of_100(crm: HubSpotClient, hubspot: Sim) -> None:
     outcomes = await crm.batch_upsert_contacts(people(250))
 
@@ -90,19 +103,8 @@ async def test_batch_upsert_207_gives_each_failed_input_its_error(
 async def test_the_simulators_207_has_the_contract_examples_shape(
     session: aiohttp.ClientSession, hubspot: Sim
 ) -> None:
-    body = {
-        "inputs": [
-            {"id": "maya@example.com", "idProperty": "email", "properties": {}},
-            {"id": "not-an-email", "idProperty": "email", "properties": {}},
-        ]
-    }
-    async with session.post(
-        hubspot[1] + "/crm/v3/objects/contacts/batch/upsert",
-        json=body,
-        headers={"Authorization": "Bearer test-token"},
-    ) as answer:
-        assert answer.status == 207
-        got = await answer.json()
+    status, got = await post_batch_upsert(session, hubspot, ["maya@example.com", "not-an-email"])
+    assert status == 207
     wanted = example("contacts_batch_upsert_response_207.json")
     assert set(got) == set(wanted)
     assert set(got["errors"][0]) == set(wanted["errors"][0])
@@ -125,16 +127,8 @@ def test_an_input_the_answer_does_not_mention_is_reported_missing() -> None:
 async def test_the_simulator_answers_400_above_the_cap(
     session: aiohttp.ClientSession, hubspot: Sim
 ) -> None:
-    body = {
-        "inputs": [{"id": email, "idProperty": "email", "properties": {}} for email in people(101)]
-    }
-    async with session.post(
-        hubspot[1] + "/crm/v3/objects/contacts/batch/upsert",
-        json=body,
-        headers={"Authorization": "Bearer test-token"},
-    ) as answer:
-        assert answer.status == 400
-        error = await answer.json()
+    status, error = await post_batch_upsert(session, hubspot, list(people(101)))
+    assert status == 400
     assert error["category"] == "VALIDATION_ERROR" and "100" in error["message"]
     assert hubspot[0].stats()["contacts"] == 0
 

@@ -36,6 +36,8 @@ from engine.cursors import StoreCursors
 from engine.runtime import Runtime
 from engine.store.store import Store
 from engine.testing import Recorder
+from tests.adapters.intake_sink import IntakeSink
+from tests.adapters.ticker import Ticker
 from tests.engine.conftest import _serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,16 +65,6 @@ def ms(moment: datetime) -> int:
 
 def at_ms(value: int) -> datetime:
     return datetime.fromtimestamp(value / 1000, UTC)
-
-
-class Ticker:
-    """A frozen monotonic clock for the simulator's rate window."""
-
-    def __init__(self) -> None:
-        self.value = 1000.0
-
-    def __call__(self) -> float:
-        return self.value
 
 
 def seed(simulator: LeverSimulator) -> None:
@@ -107,11 +99,6 @@ def seed(simulator: LeverSimulator) -> None:
         posting=POSTING,
         application_id=APPLICATION,
     )
-
-
-@pytest.fixture
-def ticker() -> Ticker:
-    return Ticker()
 
 
 @pytest.fixture
@@ -497,25 +484,6 @@ rules:
 """
 
 
-class FlakySink:
-    """Accepts into intake; fails once at the ``fail_at``-th event (a crash mid-sweep)."""
-
-    def __init__(self, runtime: Runtime, fail_at: int | None = None) -> None:
-        self.runtime = runtime
-        self.fail_at = fail_at
-        self.seen = 0
-        self.new: list[str] = []
-        self.duplicates: list[str] = []
-
-    async def __call__(self, event: Event) -> None:
-        self.seen += 1
-        if self.fail_at is not None and self.seen == self.fail_at:
-            self.fail_at = None
-            raise RuntimeError("crash")
-        accepted = await self.runtime.intake.accept(event)
-        (self.duplicates if accepted.duplicate else self.new).append(event.id)
-
-
 async def test_poller_resumes_from_its_cursor_without_duplicates_or_gaps(
     store: Store,
     session: aiohttp.ClientSession,
@@ -539,17 +507,17 @@ async def test_poller_resumes_from_its_cursor_without_duplicates_or_gaps(
         )
     start = at_ms(base) - timedelta(hours=1)  # after the seeded example opportunity
 
-    def poller(sink: FlakySink) -> OpportunityPoller:
+    def poller(sink: IntakeSink) -> OpportunityPoller:
         fresh = LeverClient(session, API_KEY, OWNER, base_url=url, limiter=WindowLimiter(999, 1))
         return OpportunityPoller(fresh, StoreCursors(store, clock), sink, start=start)
 
     async with asyncio.timeout(30):
-        crashed = FlakySink(runtime, fail_at=150)
+        crashed = IntakeSink(runtime, fail_at=150)
         with pytest.raises(RuntimeError):
             await poller(crashed).poll_once()
         assert await StoreCursors(store, clock).get("lever:opportunities") is None
 
-        first = FlakySink(runtime)  # "restart" after the crash: nothing skipped
+        first = IntakeSink(runtime)  # "restart" after the crash: nothing skipped
         await poller(first).poll_once()
         expected_first = {f"lever:poll:created:p-{n:03d}" for n in range(230)}
         assert set(crashed.new) | set(first.new) == expected_first
@@ -572,7 +540,7 @@ async def test_poller_resumes_from_its_cursor_without_duplicates_or_gaps(
                 created_at=later + n,
             )
 
-        second = FlakySink(runtime)  # a restarted process: a new poller, the stored cursor
+        second = IntakeSink(runtime)  # a restarted process: a new poller, the stored cursor
         restarted = poller(second)
         await restarted.poll_once()
         pages = simulator.requests_to("GET", "/v1/opportunities")
@@ -588,7 +556,7 @@ async def test_poller_resumes_from_its_cursor_without_duplicates_or_gaps(
         )
         assert set(second.duplicates) <= expected_first  # only the overlap, re-read
 
-        third = FlakySink(runtime)
+        third = IntakeSink(runtime)
         await poller(third).poll_once()
         assert third.new == []
 

@@ -17,7 +17,7 @@ from engine.runtime import Runtime
 from engine.server import WebhookServer
 from engine.store.store import Store
 from engine.testing import Recorder
-from tests.adapters.test_lever import CONTACT, OPP, SECRET, client, lever, ticker  # noqa: F401
+from tests.adapters.test_lever import CONTACT, OPP, SECRET, client, lever  # noqa: F401
 from tests.engine.conftest import _serve
 
 CONFIG = """\
