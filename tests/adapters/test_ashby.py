@@ -23,11 +23,12 @@ from adapters.hubspot.simulator import HubSpotSimulator
 from adapters.ratelimit import WindowLimiter
 from engine import AdapterRejected, AdapterUnavailable
 from engine.clock import ManualClock
-from engine.config.load import ConfigSet, load_config
+from engine.config.load import ConfigSet
 from engine.runtime import Runtime
 from engine.store import queries
 from engine.store.store import Store
 from engine.testing import Recorder
+from tests.adapters.shipped import shipped_config
 from tests.adapters.ticker import Ticker
 from tests.engine.conftest import _serve
 
@@ -410,10 +411,8 @@ async def test_shipped_rules_run_unchanged_on_ashby(
     client: AshbyClient,
     ashby: tuple[AshbySimulator, str],
 ) -> None:
-    loaded = load_config([REPO / "rules", REPO / "sequences"])
-    assert loaded.errors == [], "\n".join(d.format_text() for d in loaded.errors)
-    assert loaded.config is not None
-    runtime = Runtime.build(store, loaded.config, clock, crm, ats=client, notifier=Recorder(clock))
+    config = shipped_config()
+    runtime = Runtime.build(store, config, clock, crm, ats=client, notifier=Recorder(clock))
     hub, _ = hubspot
     simulator, _ = ashby
     source = sources.ashby([SECRET])

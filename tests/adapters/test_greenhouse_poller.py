@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,17 +19,17 @@ from adapters.greenhouse.reads import HarvestReads
 from adapters.greenhouse.simulator import HarvestSimulator
 from engine import AdapterUnavailable, Event
 from engine.clock import ManualClock
-from engine.config.load import ConfigSet, load_config
+from engine.config.load import ConfigSet
 from engine.cursors import StoreCursors
 from engine.runtime import Runtime
 from engine.store.store import Store
 from engine.store.tables import enrollment_steps, enrollments
 from engine.testing import Recorder
 from tests.adapters.intake_sink import IntakeSink
+from tests.adapters.shipped import shipped_config
 from tests.adapters.ticker import Ticker
 from tests.engine.conftest import START, _serve
 
-REPO = Path(__file__).resolve().parents[2]
 API_KEY = "harvest-poll-key"
 JOB = (502311, "Senior Data Engineer")
 CONFIG = """\
@@ -400,13 +399,10 @@ async def test_interview_poller_resumes_after_a_crash_without_duplicates_or_gaps
 async def test_shipped_reminder_sequence_follows_polled_reschedule_and_cancellation(
     store: Store, clock: ManualClock, sim: HarvestSimulator, reads: Reads
 ) -> None:
-    loaded = load_config([REPO / "rules", REPO / "sequences"])
-    assert loaded.config is not None, [d.format_text() for d in loaded.errors]
+    config = shipped_config()
     recorder = Recorder(clock)
-    recorder.templates_by_email_id = {
-        t.crm_email_id: t.id for t in loaded.config.templates.values()
-    }
-    runtime = Runtime.build(store, loaded.config, clock, recorder, notifier=recorder)
+    recorder.templates_by_email_id = {t.crm_email_id: t.id for t in config.templates.values()}
+    runtime = Runtime.build(store, config, clock, recorder, notifier=recorder)
     app = person(sim, 1, START - timedelta(days=3), stage="Interview Scheduled")
     start = START + timedelta(days=3, hours=1)
     interview_id = sim.records.schedule_interview(

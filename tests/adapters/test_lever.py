@@ -31,12 +31,13 @@ from adapters.ratelimit import WindowLimiter
 from adapters.signatures import InboundRequest, LeverVerifier, SignatureError
 from engine import AdapterRejected, AdapterUnavailable, Event
 from engine.clock import ManualClock
-from engine.config.load import ConfigSet, load_config
+from engine.config.load import ConfigSet
 from engine.cursors import StoreCursors
 from engine.runtime import Runtime
 from engine.store.store import Store
 from engine.testing import Recorder
 from tests.adapters.intake_sink import IntakeSink
+from tests.adapters.shipped import shipped_config
 from tests.adapters.ticker import Ticker
 from tests.engine.conftest import _serve
 
@@ -608,11 +609,9 @@ async def test_shipped_rules_run_unchanged_on_lever(
     client: LeverClient,
     lever: tuple[LeverSimulator, str],
 ) -> None:
-    loaded = load_config([REPO / "rules", REPO / "sequences"])
-    assert loaded.errors == [], "\n".join(d.format_text() for d in loaded.errors)
-    assert loaded.config is not None
+    config = shipped_config()
     recorder = Recorder(clock)
-    runtime = Runtime.build(store, loaded.config, clock, crm, ats=client, notifier=recorder)
+    runtime = Runtime.build(store, config, clock, crm, ats=client, notifier=recorder)
     hub, _ = hubspot
     simulator, _ = lever
     verifier = LeverVerifier([SECRET], now=clock.now)
