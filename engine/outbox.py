@@ -375,7 +375,8 @@ async def work(
     and the loop carries on after ``idle``: the store coming back must find the workers alive,
     and what the failed batch had claimed runs again when its lease expires.
     Cancelled (a shutdown past its grace), it releases the batch it was running so that
-    nothing waits for a lease to expire.
+    nothing waits for a lease to expire. (The daemon runs ``outbox_stream.Stream`` instead,
+    which does not wait for a batch's slowest call.)
     """
     while not stop.is_set():
         wake.clear()  # before claiming: a wake during the claim is not lost

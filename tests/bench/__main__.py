@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import bench_evaluate, bench_pipeline, bench_steps, bench_validate
+from . import bench_evaluate, bench_pipeline, bench_steps, bench_validate, load
 from .common import Options, Row, render_table
 
 Benchmark = Callable[[Options], list[Row]]
@@ -24,6 +24,7 @@ BENCHMARKS: list[Benchmark] = [
     bench_evaluate.run,
     bench_pipeline.run,
     bench_steps.run,
+    load.bench,
 ]
 """Each benchmark takes the options and returns its rows; add new ones here."""
 

@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "hostile": "tests.proof.hostile",
     "schemathesis": "tests.proof.schemathesis_run",
     "security": "tests.proof.security",
+    "load": "tests.bench.load",
 }
 RESULTS = Path(__file__).with_name("results.md")
 
