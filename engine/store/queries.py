@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, select, update
@@ -132,6 +132,11 @@ _SAVE_LINK = _save_link(["email", "contact_id", "candidate_id", "updated_at"])
 _SAVE_LINK_KEEPING_CANDIDATE = _save_link(["email", "contact_id", "updated_at"])
 _SAVE_SNAPSHOT = _upsert(candidate_snapshots, "candidate_id")
 _SAVE_JOB = _upsert(jobs, "job_id")
+_JOB_OF = Prepared(
+    lambda d: select(jobs.c.job, jobs.c.status, jobs.c.department, jobs.c.updated_at).where(
+        jobs.c.job_id == bindparam("job_id")
+    )
+)
 
 
 def _active_by(column: Any) -> Prepared:
@@ -240,8 +245,16 @@ async def save_snapshot(
     await _SAVE_SNAPSHOT.run(conn, values)
 
 
+JOB_REFRESH = timedelta(hours=1)
+
+
 async def save_job(conn: AsyncConnection, job: dict[str, Any], now: datetime) -> None:
-    """The job as last seen (Sequence B's Day 60 looks for a matching open role)."""
+    """The job as last seen (Sequence B's Day 60 looks for a matching open role).
+
+    Every event names its job, and a handful of jobs are in every event: rewriting the row
+    each time made two processes' intake transactions wait for (and deadlock on) each other's
+    row locks. So an unchanged job is only read, and rewritten at most every ``JOB_REFRESH``
+    to keep ``updated_at`` a useful "recently seen"."""
     values = {
         "job_id": str(job["id"]),
         "job": job,
@@ -249,6 +262,12 @@ async def save_job(conn: AsyncConnection, job: dict[str, Any], now: datetime) ->
         "department": job.get("department"),
         "updated_at": now,
     }
+    stored = await _JOB_OF.rows(conn, {"job_id": values["job_id"]})
+    if stored:
+        old_job, status, department, updated_at = stored[0]
+        unchanged = (old_job, status, department) == (job, values["status"], values["department"])
+        if unchanged and now - updated_at < JOB_REFRESH:
+            return
     await _SAVE_JOB.run(conn, values)
 
 
