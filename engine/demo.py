@@ -5,12 +5,13 @@ file with the shipped rules and sequences, and the webhook server; then plays 20
 over 120+ simulated days through real signed webhooks: applications (one person applying to
 two roles), stage changes, interviews with a reschedule and a cancellation, rejections after
 the final round, hires, email opens and clicks (read by the HubSpot poller), Day-90 one-click
-"keep me posted" links (followed over HTTP), unsubscribes, and a CRM outage that exhausts
-retries, raises one grouped alert and is replayed. Time jumps from one due moment to the next;
-nothing waits for a timer. Interviews are scheduled, moved and cancelled in the Greenhouse
-simulator and reach the engine through the Greenhouse interview poller (Greenhouse sends no
-usable interview webhook); interviewer feedback is still injected as events (no scorecard
-poller yet).
+"keep me posted" links (followed over HTTP), unsubscribes, and a three-hour CRM outage that
+raises one vendor-outage alert and is waited out (its actions keep their retry budget and run
+when it answers again; the replay at its end finds nothing dead). Time jumps from one due
+moment to the next; nothing waits for a timer. Interviews are scheduled, moved and cancelled
+in the Greenhouse simulator and reach the engine through the Greenhouse interview poller
+(Greenhouse sends no usable interview webhook); interviewer feedback is still injected as
+events (no scorecard poller yet).
 """
 
 from __future__ import annotations
@@ -329,8 +330,9 @@ class Demo:
                 runtime, sources, links = daemon._build(
                     loaded.config, store, session, vendor_limits=False
                 )
-                runtime.dispatcher.retry = RetryPolicy(max_attempts=6)  # a short budget: the
-                # three-hour outage must exhaust it, so the demo shows a dead letter and replay
+                # a short budget for failures of the actions themselves; the outage does not
+                # use it up (engine/outage.py), so nothing is dead-lettered by it
+                runtime.dispatcher.retry = RetryPolicy(max_attempts=6)
                 server = WebhookServer(
                     lambda: runtime.intake,
                     store,
