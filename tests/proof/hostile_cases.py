@@ -241,7 +241,7 @@ def cases(draw: st.DrawFn, target: Target, max_body: int) -> Case:
         name += "x"
     case = _signed(target, "greenhouse", seed)
     case.kind, case.source, case.path = kind, name, f"/webhooks/{name}"
-    # the client resolves dot segments, so those reach no route at all (not_found)
-    dots = name in ("..", "%2e%2e")
+    # the client resolves dot segments ("." and ".."), so those reach no route (not_found)
+    dots = name in (".", "..", "%2e%2e")
     case.expect, case.error = frozenset({404}), None if dots else "unknown_source"
     return case
