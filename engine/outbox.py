@@ -14,7 +14,6 @@ idempotency key makes that second run harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -187,8 +186,11 @@ class Dispatcher:
     async def run_forever(
         self, stop: asyncio.Event, wake: asyncio.Event, idle: float = 0.5
     ) -> None:
-        """The worker loop: runs batches, sleeps until woken or ``idle`` passes."""
-        await work(lambda: self, stop, wake, idle)
+        """The worker loop ``nurture run`` and ``nurture ingest`` use: ``outbox_stream.Stream``
+        on this dispatcher (claims as slots free up, records outcomes as they arrive)."""
+        from engine.outbox_stream import Stream  # it builds on this module
+
+        await Stream(lambda: self, idle).run(stop, wake)
 
     async def _run(self, job: Claimed) -> _Write:
         """Run one action; returns the outcome to record (recorded for the whole batch)."""
@@ -360,38 +362,3 @@ class Dispatcher:
                 now=now,
                 window_start=since,
             )
-
-
-async def work(
-    dispatcher: Callable[[], Dispatcher],
-    stop: asyncio.Event,
-    wake: asyncio.Event,
-    idle: float = 0.5,
-) -> None:
-    """Run batches until ``stop``; between empty ones sleep until ``wake`` or ``idle``.
-
-    ``dispatcher`` is asked for on every batch, so a daemon that swaps its runtime on reload
-    keeps one loop. A batch that fails (the store went away mid-claim or mid-record) is logged
-    and the loop carries on after ``idle``: the store coming back must find the workers alive,
-    and what the failed batch had claimed runs again when its lease expires.
-    Cancelled (a shutdown past its grace), it releases the batch it was running so that
-    nothing waits for a lease to expire. (The daemon runs ``outbox_stream.Stream`` instead,
-    which does not wait for a batch's slowest call.)
-    """
-    while not stop.is_set():
-        wake.clear()  # before claiming: a wake during the claim is not lost
-        current = dispatcher()
-        try:
-            if await current.run_once():
-                continue
-        except asyncio.CancelledError:
-            await asyncio.shield(current.release_in_flight())
-            raise
-        except Exception as exc:
-            log.warning(
-                json.dumps(
-                    {"decision": "outbox_batch_failed", "error": f"{type(exc).__name__}: {exc}"}
-                )
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=idle)
