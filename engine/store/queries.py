@@ -434,8 +434,14 @@ async def release_claims(conn: AsyncConnection, ids: list[int]) -> int:
     return (await conn.execute(statement)).rowcount or 0
 
 
+def _status_in(table: Any, statuses: tuple[str, ...]) -> Any:
+    """``status IN (...)`` as plain comparisons: ``in_()`` renders an expanding parameter,
+    which a statement compiled once (``Prepared``) cannot carry."""
+    return or_(*(table.c.status == status for status in statuses))
+
+
 def _claimable(table: Any) -> Any:
-    return or_(table.c.status == "pending", table.c.status == "deferred")  # CLAIMABLE
+    return _status_in(table, CLAIMABLE)
 
 
 def _claimable_ids(dialect: str) -> Any:
@@ -443,7 +449,7 @@ def _claimable_ids(dialect: str) -> Any:
     blocked = exists().where(
         earlier.c.ordering_key == outbox.c.ordering_key,
         earlier.c.id < outbox.c.id,
-        or_(earlier.c.status == "pending", earlier.c.status == "running"),  # ACTIVE
+        _status_in(earlier, ACTIVE),
     )
     paused = exists().where(or_(pauses.c.scope == "*", pauses.c.scope == outbox.c.rule_id))
     candidates = (

@@ -8,11 +8,11 @@ non-durable 60-line aiohttp script about 2,200 events/s.
 The HubSpot simulator (5 ms latency) runs in a process of its own, as a vendor does, and is
 called over loopback HTTP; everything else runs in this one process and event loop, as the
 engine does in ``nurture run``: the store, a ``Runtime`` built by
-``Runtime.build`` with the real handlers and ``HubSpotClient``, its ``Dispatcher.run_forever``
-as a background task, and 8 producer tasks that push ``ats.application.created`` events
-through ``Intake.accept`` (a closed loop: each producer sends its next event as soon as the
-previous one is acknowledged) and set the dispatcher's wake event after each, as a daemon
-would. Two rule sets:
+``Runtime.build`` with the real handlers and ``HubSpotClient``, its outbox ``Stream`` (what
+``Dispatcher.run_forever`` runs) as a background task, and 8 producer tasks that push
+``ats.application.created`` events through ``Intake.accept`` (a closed loop: each producer
+sends its next event as soon as the previous one is acknowledged) and set the dispatcher's
+wake event after each, as a daemon would. Two rule sets:
 
 * ``send``: one ``crm.send_email`` per event (1 CRM call);
 * ``upsert+send``: ``crm.upsert_contact`` then ``crm.send_email`` (search, create, send:
@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,8 +66,8 @@ from engine.outbox import Outcome
 from engine.outbox_stream import Stream
 from engine.runtime import Runtime
 from engine.store import queries
-from engine.store.store import Store
 
+from .bench_steps import open_backend
 from .common import Options, Row
 
 NAME = "pipeline"
@@ -78,7 +78,6 @@ TARGET_COMPLETED_PER_SECOND = 1_500
 TARGET_P99_SECONDS = 0.050
 TOKEN = "bench-token"
 SOURCE = "ats/greenhouse"
-POSTGRES_URL = os.environ.get("NURTURE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 EVENTS_VARIABLE = "NURTURE_BENCH_PIPELINE_EVENTS"
 """Overrides ``EVENTS`` for ``python -m tests.bench`` (which has no option of its own for it)."""
 
@@ -271,35 +270,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-async def _open_store(backend: str, folder: Path) -> tuple[Store, Callable[[], Any]]:
-    """The store and an async cleanup (PostgreSQL: a fresh schema, dropped afterwards)."""
-    if backend == "sqlite":
-        store = await Store.open(f"sqlite:///{folder / 'nurture.db'}")
-
-        async def close_sqlite() -> None:
-            await store.close()
-
-        return store, close_sqlite
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        store = await Store.open(POSTGRES_URL, schema=schema)
-    except BaseException:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
-        raise
-
-    async def close_postgres() -> None:
-        try:
-            await store.close()
-        finally:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            await admin.close()
-
-    return store, close_postgres
-
-
 async def run_scenario(
     backend: str,
     scenario: Scenario,
@@ -319,7 +289,8 @@ async def run_scenario(
         config = load(scenario.config_text(), folder / "config")
         simulator = await RemoteCrm.start(folder, latency)
         try:
-            store, close = await _open_store(backend, folder)
+            opened = await open_backend(backend, folder)
+            store, close = opened.store, opened.close
         except (OSError, asyncpg.PostgresError) as exc:
             await simulator.stop()
             result.error = f"{type(exc).__name__}: {exc}"

@@ -36,6 +36,7 @@ from tests.bench.common import Row, render_table
 from tests.proof.harness import (
     DaemonProcess,
     DaemonSettings,
+    VendorsProcess,
     postgres_schema,
     postgres_url,
     settle,
@@ -153,7 +154,7 @@ async def _drive(
     deliveries: list[Delivery],
     expected: set[str],
     daemons: list[DaemonProcess],
-    vendors: object,
+    vendors: VendorsProcess,
     result: Measured,
 ) -> None:
     pids = [d.process.pid for d in daemons if d.process is not None]
@@ -176,7 +177,7 @@ async def _drive(
     result.expected_people = len(expected)
 
     async def created() -> dict[str, float]:
-        state = await vendors.state()  # type: ignore[attr-defined]
+        state = await vendors.state()
         return {e: t for e, t in state["hubspot"]["created_at"].items() if t is not None}
 
     async def all_created() -> bool:
@@ -185,7 +186,7 @@ async def _drive(
     if await settle(all_created, timeout=max(60.0, run.events / 20), every=0.2) is None:
         result.error = f"only {len(await created())} of {len(expected)} contacts were created"
     stamps = await created()
-    state = await vendors.state()  # type: ignore[attr-defined]
+    state = await vendors.state()
     result.duplicate_contacts = sum(n - 1 for n in state["hubspot"]["contacts_per_email"].values())
     first_post: dict[str, float] = {}
     for o in accepted:
