@@ -110,6 +110,7 @@ class _CursorContext:
 class InlineConnection:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._conn = connection  # the name aiosqlite uses; SQLAlchemy reaches for it
+        # aiosqlite's "still open" marker: SQLAlchemy skips commit/rollback when it is None
         self._connection: sqlite3.Connection | None = connection
         self._tx = _Transactions()
 
