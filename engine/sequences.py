@@ -130,9 +130,7 @@ class Sequencer:
             if isinstance(data.get(part), dict):
                 context[part] = data[part]
         if context != row["context"]:
-            await conn.execute(
-                update(enrollments).where(enrollments.c.id == row["id"]).values(context=context)
-            )
+            await queries.set_enrollment_context(conn, int(row["id"]), context)
 
     async def _snapshot(self, conn: AsyncConnection, data: dict[str, Any], now: datetime) -> None:
         candidate = data.get("candidate")
@@ -427,12 +425,7 @@ class Sequencer:
     async def _end(
         self, conn: AsyncConnection, enrollment_id: int, status: str, reason: str, now: datetime
     ) -> None:
-        await conn.execute(
-            update(enrollments)
-            .where(enrollments.c.id == enrollment_id)
-            .values(status=status, reason=reason, ended_at=now)
-        )
-        await self._cancel_pending(conn, [enrollment_id], reason, now)
+        await queries.end_enrollment(conn, enrollment_id, status, reason, now)
 
     async def _cancel_pending(
         self, conn: AsyncConnection, enrollment_ids: list[int], reason: str, now: datetime

@@ -187,6 +187,48 @@ _INSERT_STEP = Prepared(
 )
 
 
+_END_ENROLMENT = Prepared(
+    lambda d: (
+        update(enrollments)
+        .where(enrollments.c.id == bindparam("enrolment"))
+        .values(
+            status=bindparam("end_status"),
+            reason=bindparam("end_reason"),
+            ended_at=bindparam("ended_now"),
+        )
+    )
+)
+_CANCEL_STEPS_OF = Prepared(
+    lambda d: (
+        update(enrollment_steps)
+        .where(
+            enrollment_steps.c.enrollment_id == bindparam("enrolment"),
+            enrollment_steps.c.status == "pending",
+        )
+        .values(status="cancelled", reason=bindparam("end_reason"))
+    )
+)
+_SKIP_ACTIONS_OF = Prepared(
+    lambda d: (
+        update(outbox)
+        .where(
+            outbox.c.enrollment_id == bindparam("enrolment"),
+            _status_in(outbox, ("pending", "deferred")),
+        )
+        .values(
+            status="skipped", last_error=bindparam("skip_note"), finished_at=bindparam("ended_now")
+        )
+    )
+)
+_SET_CONTEXT = Prepared(
+    lambda d: (
+        update(enrollments)
+        .where(enrollments.c.id == bindparam("enrolment"))
+        .values(context=bindparam("new_context", type_=enrollments.c.context.type))
+    )
+)
+
+
 def _finish(names: list[str]) -> Prepared:
     return Prepared(
         lambda d: (
@@ -310,6 +352,24 @@ async def insert_enrollment(
     enrollment_id = int((await _INSERT_ENROLMENT.rows(conn, row))[0][0])
     await _INSERT_STEP.run_many(conn, [{**step, "enrollment_id": enrollment_id} for step in steps])
     return enrollment_id
+
+
+async def end_enrollment(
+    conn: AsyncConnection, enrollment_id: int, status: str, reason: str, now: datetime
+) -> None:
+    """End one enrolment: its pending steps are cancelled, and so is a fired step's email
+    that a guardrail still holds (pending or deferred in the outbox)."""
+    # parameter names differ from the columns they set: SQLAlchemy reserves those
+    values = {"enrolment": enrollment_id, "end_reason": reason, "ended_now": now}
+    await _END_ENROLMENT.run(conn, {**values, "end_status": status})
+    await _CANCEL_STEPS_OF.run(conn, values)
+    await _SKIP_ACTIONS_OF.run(conn, {**values, "skip_note": f"enrolment ended: {reason}"})
+
+
+async def set_enrollment_context(
+    conn: AsyncConnection, enrollment_id: int, context: dict[str, Any]
+) -> None:
+    await _SET_CONTEXT.run(conn, {"enrolment": enrollment_id, "new_context": context})
 
 
 async def remembered_stage(conn: AsyncConnection, application_id: str) -> dict[str, Any] | None:
