@@ -35,6 +35,7 @@ from engine.clock import Clock, ScaledClock, SystemClock
 from engine.config.daemon import DaemonConfig, EmailTarget, SlackTarget
 from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.types import parse_duration
+from engine.gc_pauses import GcPauses
 from engine.links import LinkSigner
 from engine.metrics import Metrics
 from engine.outbox_stream import Stream
@@ -152,6 +153,7 @@ class Daemon:
         self._hubspot_limiter: Any = None
         self.config: ConfigSet | None = None
         self._mtimes: dict[Path, float] = {}
+        self.gc_pauses = GcPauses(self.metrics)
 
     # -- config --------------------------------------------------------------------------
     def _load(self) -> LoadResult:
@@ -359,6 +361,10 @@ class Daemon:
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> int:
+        with self.gc_pauses:
+            return await self._serve()
+
+    async def _serve(self) -> int:
         loaded = self._load()
         if loaded.config is None or loaded.config.daemon is None:
             for diagnostic in loaded.errors:
@@ -399,6 +405,7 @@ class Daemon:
             site = web.TCPSite(web_runner, host, int(port))
             await site.start()
             keeper.start()
+            self.gc_pauses.freeze_what_lives()
             worker_stop = asyncio.Event()
             worker = asyncio.create_task(self._work(worker_stop, wake))
             self._mtimes = self._watched()
@@ -520,6 +527,7 @@ class Daemon:
         runtime, _, _ = self._build(loaded.config, store, session)
         self.runtime, self.config = runtime, loaded.config
         self.state.last_reload_ok = True
+        self.gc_pauses.freeze_what_lives()
         log.info(
             json.dumps(
                 {

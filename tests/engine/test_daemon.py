@@ -202,6 +202,10 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
 ) -> None:
     running, hubspot = daemon
     await running.start()
+    # what start-up built is frozen out of full collections, whose pauses are measured
+    frozen_at_start = await running.metric("nurture_gc_frozen_objects")
+    assert frozen_at_start > 10_000
+    assert await running.metric("nurture_gc_pause_seconds_count") >= 1
     assert await running.webhook(application(1), "d1") == (200, {"accepted": 1, "duplicates": 0})
 
     async def delivered(count: int) -> Callable[[], Awaitable[bool]]:
@@ -248,6 +252,7 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
         return await running.metric("nurture_last_reload_success") == 1.0
 
     await until(reloaded, "the good reload")
+    assert await running.metric("nurture_gc_frozen_objects") > 10_000  # frozen again
 
     # SIGTERM: exits cleanly; what was accepted is processed after a restart
     running.signal(signal.SIGTERM)
