@@ -16,9 +16,11 @@ Measured per run:
   their contact (its ``time.monotonic()``, the same clock in every process of this machine);
 * the daemons' CPU seconds (``/proc/PID/stat``) and peak RSS (``VmHWM``).
 
-Runs: SQLite at concurrency 1, 8 and 32; PostgreSQL with one daemon and with two sharing the
-store (the mix split by candidate, so one person's deliveries reach one daemon in order); and,
-for the webhook acknowledgement target, SQLite at a fixed 500 events/s.
+Runs: SQLite at concurrency 1, 8 and 32; SQLite at concurrency 8 with ``REFERENCE_RULES`` (the
+shape of the issue's reference points: a new application becomes a CRM contact, nothing
+else); PostgreSQL with one daemon and with two sharing the store (the mix split by
+candidate, so one person's deliveries reach one daemon in order); and, for the webhook
+acknowledgement target, SQLite at a fixed 500 events/s.
 """
 
 from __future__ import annotations
@@ -56,6 +58,27 @@ TARGET_ACK_P99 = 0.020
 ACK_RATE = 500
 
 
+# The issue's reference points (n8n, a 60-line aiohttp + jmespath script) map a new application
+# to one CRM contact and do nothing else. This is that shape in nurture's rule language; with
+# lookup-before-create it costs two HubSpot calls per new person (search, create). The shipped
+# rules do about five per new person (that upsert, the welcome sequence's Day-0 email with its
+# subscription check, stage tags, ATS write-backs), so both are measured and labelled.
+REFERENCE_RULES = """\
+version: 1
+rules:
+  - id: application-to-crm
+    description: new application -> CRM contact (the reference points' shape)
+    trigger: ats.application.created
+    condition: "candidate.email != `null`"
+    actions:
+      - action: crm.upsert_contact
+        fields:
+          email: candidate.email
+          firstname: candidate.first_name
+          lastname: candidate.last_name
+"""
+
+
 @dataclass(frozen=True)
 class Run:
     backend: str
@@ -63,12 +86,14 @@ class Run:
     events: int
     daemons: int = 1
     pace: float | None = None  # deliveries per second (open loop), None: closed loop
+    rules: str = "shipped"  # or "reference": REFERENCE_RULES
 
     @property
     def label(self) -> str:
         who = f"{self.daemons} daemons" if self.daemons > 1 else "1 daemon"
         how = f"{self.pace:,.0f}/s paced" if self.pace else f"concurrency {self.concurrency}"
-        return f"{self.backend}, {who}, {how}"
+        rules = ", reference-shape rules" if self.rules == "reference" else ""
+        return f"{self.backend}, {who}, {how}{rules}"
 
 
 @dataclass
@@ -135,10 +160,15 @@ async def measure(run: Run, seed: int = 7) -> Measured:
     with workdir("load") as folder:
         async with vendors_process(folder) as vendors, _store_url(run.backend, folder) as url:
             await vendors._call("POST", "/hubspot/latency", {"seconds": CRM_LATENCY})
+            settings = DaemonSettings(store_url=url)
+            if run.rules == "reference":
+                (folder / "reference").mkdir()
+                (folder / "reference" / "rules.yaml").write_text(REFERENCE_RULES)
+                settings = DaemonSettings(store_url=url, config_paths=(folder / "reference",))
             daemons = []
             for n in range(run.daemons):
                 (folder / f"d{n}").mkdir()
-                daemon = DaemonProcess(folder / f"d{n}", vendors, DaemonSettings(store_url=url))
+                daemon = DaemonProcess(folder / f"d{n}", vendors, settings)
                 await daemon.start()
                 daemons.append(daemon)
             try:
@@ -273,6 +303,7 @@ def plan(events: int) -> list[Run]:
     return [
         Run("sqlite", 1, max(200, events // 10)),
         Run("sqlite", 8, events),
+        Run("sqlite", 8, events, rules="reference"),
         Run("sqlite", 32, events),
         Run("sqlite", 32, events, pace=ACK_RATE),
         Run("postgresql", 16, events),
@@ -287,7 +318,13 @@ async def measure_all(runs: Sequence[Run]) -> list[Measured]:
 async def run(size: Size) -> Result:
     """The proof runner's entry: the main SQLite run and the paced acknowledgement run."""
     events = 600 if size is Size.REDUCED else 5_000
-    measured = await measure_all([Run("sqlite", 8, events), Run("sqlite", 32, events, pace=500)])
+    measured = await measure_all(
+        [
+            Run("sqlite", 8, events),
+            Run("sqlite", 8, events, rules="reference"),
+            Run("sqlite", 32, events, pace=500),
+        ]
+    )
     result = Result("load (webhooks -> daemon -> HubSpot simulator)")
     for r in measured:
         result.figures[f"{r.run.label}: completed"] = f"{r.completed_rate:,.0f} events/s"
