@@ -92,9 +92,15 @@ class _Compiled:
 class Prepared:
     """One statement with named parameters ``keys`` (for an INSERT, the columns it sets)."""
 
-    def __init__(self, build: Callable[[str], Any], keys: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        build: Callable[[str], Any],
+        keys: Sequence[str] = (),
+        sqlite_sql: Callable[[str], str] | None = None,
+    ) -> None:
         self._build = build
         self._keys = list(keys)
+        self._sqlite_sql = sqlite_sql  # a last touch to the SQLite text (an INDEXED BY)
         self._statements: dict[str, Any] = {}
         self._compiled: _Compiled | None = None
 
@@ -124,7 +130,8 @@ class Prepared:
                 for entry in compiled._result_columns
             )
             columns = tuple(entry.keyname for entry in compiled._result_columns)
-            self._compiled = _Compiled(compiled.string, binds, results, columns)
+            sql = compiled.string if self._sqlite_sql is None else self._sqlite_sql(compiled.string)
+            self._compiled = _Compiled(sql, binds, results, columns)
         return self._compiled
 
     async def rows(self, conn: AsyncConnection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:

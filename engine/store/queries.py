@@ -11,12 +11,25 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.store.prepared import Prepared, raw_sqlite
 from engine.store.tables import (
+    ACTIVE,
+    CLAIMABLE,
     alerts,
     application_stages,
     candidate_snapshots,
@@ -41,10 +54,6 @@ OUTBOX_DEFAULTS: dict[str, Any] = {
     "last_error": None,
     "lease_until": None,
 }
-ACTIVE = ("pending", "running")
-"""Statuses that hold back a person's later actions. A "deferred" action (a guardrail said
-"not now": quiet hours, the frequency cap) waits for its time without blocking the rest."""
-CLAIMABLE = ("pending", "deferred")
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
@@ -504,19 +513,33 @@ def _claimable(table: Any) -> Any:
     return _status_in(table, CLAIMABLE)
 
 
+def _exactly_once(sql: str, old: str, new: str) -> str:
+    if sql.count(old) != 1:  # SQLAlchemy renders differently: fail loudly, not slowly
+        raise RuntimeError(f"expected {old!r} once in the claim query:\n{sql}")
+    return sql.replace(old, new)
+
+
+def _status_literally(table: Any, statuses: tuple[str, ...]) -> Any:
+    """``status IN (...)`` as literal terms, the predicate of a partial index: a database uses
+    one only where it can see that the query implies it, which bound values hide from it."""
+    return or_(*(table.c.status == literal_column(f"'{status}'") for status in statuses))
+
+
 def _claimable_ids(dialect: str) -> Any:
     earlier = outbox.alias("earlier")
     blocked = exists().where(
         earlier.c.ordering_key == outbox.c.ordering_key,
         earlier.c.id < outbox.c.id,
-        _status_in(earlier, ACTIVE),
+        _status_literally(earlier, ACTIVE),
     )
     paused = exists().where(or_(pauses.c.scope == "*", pauses.c.scope == outbox.c.rule_id))
     candidates = (
         select(outbox.c.id)
         .where(
-            _claimable(outbox),
+            _status_literally(outbox, CLAIMABLE),
             outbox.c.next_attempt_at <= bindparam("now"),
+            outbox.c.id > bindparam("after"),
+            outbox.c.id <= bindparam("upto"),
             ~blocked,
             ~paused,
         )
@@ -528,8 +551,47 @@ def _claimable_ids(dialect: str) -> Any:
     return candidates
 
 
+def _window_end(dialect: str) -> Any:
+    """How many of the next ``window`` claimable, due actions after ``after`` there are, and
+    the id of the last: an ordered walk of ``ix_outbox_claimable`` that stops at ``window``."""
+    window = (
+        select(outbox.c.id)
+        .where(
+            _status_literally(outbox, CLAIMABLE),
+            outbox.c.next_attempt_at <= bindparam("now"),
+            outbox.c.id > bindparam("after"),
+        )
+        .order_by(outbox.c.id)
+        .limit(bindparam("window", type_=Integer))
+        .subquery()
+    )
+    return select(func.count(), func.max(window.c.id)).select_from(window)
+
+
+def _claimable_index(sql: str) -> str:
+    return _exactly_once(
+        sql, "FROM outbox \nWHERE", "FROM outbox INDEXED BY ix_outbox_claimable \nWHERE"
+    )
+
+
+# A claim looks at the waiting actions a window at a time, in id order: it costs the same
+# with 50,000 actions waiting as with 50. Asked for all of them at once, both databases read
+# and sorted every due action first: 70 ms per claim on SQLite at 50,000, and on PostgreSQL
+# 35-45 s before its statistics caught up (110-300 ms after). Within a window, each action's
+# "is an earlier one of this person still open?" is one probe of ``ix_outbox_active_order``.
+# SQLite's planner, without statistics, picks the wider indexes; ``INDEXED BY`` names these.
+CLAIM_WINDOW = 512
 _CLAIMED_COLUMNS = [outbox.c[f.name] for f in fields(Claimed)]
-_CLAIMABLE_IDS = Prepared(_claimable_ids)
+_WINDOW_END = Prepared(_window_end, sqlite_sql=_claimable_index)
+_CLAIMABLE_IDS = Prepared(
+    _claimable_ids,
+    sqlite_sql=lambda sql: _exactly_once(
+        _claimable_index(sql),
+        "FROM outbox AS earlier \n",
+        "FROM outbox AS earlier INDEXED BY ix_outbox_active_order \n",
+    ),
+)
+_GLOBAL_PAUSE = Prepared(lambda d: select(pauses.c.scope).where(pauses.c.scope == "*"))
 _CLAIM_ONE = Prepared(
     lambda d: (
         update(outbox)
@@ -557,7 +619,20 @@ async def claim_actions(
     running, its rule is not paused and nothing is paused globally. On PostgreSQL the rows are
     locked with SKIP LOCKED so several engine processes never claim the same action.
     """
-    ids = [row[0] for row in await _CLAIMABLE_IDS.rows(conn, {"now": now, "limit": limit})]
+    if await _GLOBAL_PAUSE.rows(conn, {}):
+        return []
+    ids: list[int] = []
+    after = 0
+    while len(ids) < limit:
+        window = {"now": now, "after": after, "window": CLAIM_WINDOW}
+        seen, upto = (await _WINDOW_END.rows(conn, window))[0]
+        if not seen:
+            break
+        wanted = {"now": now, "after": after, "upto": upto, "limit": limit - len(ids)}
+        ids += [row[0] for row in await _CLAIMABLE_IDS.rows(conn, wanted)]
+        if seen < CLAIM_WINDOW:  # that was the last of them
+            break
+        after = upto
     if not ids:
         return []
     if raw_sqlite(conn) is not None:  # one prepared update per action: microseconds each

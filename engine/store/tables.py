@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import DateTime as _DateTime
 
@@ -81,6 +82,14 @@ rule_firings = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+CLAIMABLE = ("pending", "deferred")
+"""Outbox statuses a worker may claim (``deferred``: a guardrail said "not now")."""
+CLAIMABLE_SQL = " OR ".join(f"status = '{status}'" for status in CLAIMABLE)
+ACTIVE = ("pending", "running")
+"""Statuses that hold back a person's later actions. A "deferred" action (a guardrail said
+"not now": quiet hours, the frequency cap) waits for its time without blocking the rest."""
+ACTIVE_SQL = " OR ".join(f"status = '{status}'" for status in ACTIVE)
+
 outbox = Table(
     "outbox",
     metadata,
@@ -106,6 +115,22 @@ outbox = Table(
     Column("enrollment_id", Id, index=True),  # set for sequence steps: an exit skips them
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_order", "ordering_key", "id"),
+    # what a claim walks, in id order: only the actions still waiting, however long the
+    # history of done ones grows (the claim states CLAIMABLE_SQL as literals: see queries)
+    Index(
+        "ix_outbox_claimable",
+        "id",
+        sqlite_where=text(CLAIMABLE_SQL),
+        postgresql_where=text(CLAIMABLE_SQL),
+    ),
+    # "is an earlier action of this person still open?", one probe whatever their history
+    Index(
+        "ix_outbox_active_order",
+        "ordering_key",
+        "id",
+        sqlite_where=text(ACTIVE_SQL),
+        postgresql_where=text(ACTIVE_SQL),
+    ),
 )
 
 identity_links = Table(
