@@ -98,8 +98,12 @@ class Store:
             connect_args = {"server_settings": {"search_path": schema}} if schema else {}
             engine = create_async_engine(
                 target,
-                pool_size=10,
-                max_overflow=10,
+                # the outbox runs up to 32 actions at once, plus intake, claims and steps:
+                # with 10 pooled, overflow connections were opened and closed all the time
+                # under load (a connect each, TLS negotiation included); two daemons at 32
+                # each stay within PostgreSQL's default 100 connections
+                pool_size=24,
+                max_overflow=8,
                 pool_pre_ping=True,
                 connect_args=connect_args,
             )
