@@ -75,8 +75,9 @@ class StepRunner:
             self._compiled[text] = self._compiler(text, self.clock)
         return self._compiled[text]
 
-    async def run_due(self) -> list[StepOutcome]:
-        """Fire up to ``batch`` due steps in one transaction; returns what happened to each.
+    async def run_due(self, limit: int | None = None) -> list[StepOutcome]:
+        """Fire up to ``limit`` (default ``batch``) due steps in one transaction; returns what
+        happened to each.
 
         Reads are made once per batch (enrolments, snapshots) and writes go out as one
         statement per kind (step statuses, outbox rows, next occurrences, completions), so
@@ -88,7 +89,7 @@ class StepRunner:
                 select(enrollment_steps)
                 .where(enrollment_steps.c.status == "pending", enrollment_steps.c.due_at <= now)
                 .order_by(enrollment_steps.c.due_at, enrollment_steps.c.id)
-                .limit(self.batch)
+                .limit(self.batch if limit is None else limit)
             )
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from sqlalchemy import func, select
+
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.runtime import Runtime
-from engine.scheduler import Timekeeper
+from engine.scheduler import STEP_CHUNK, Timekeeper
 from engine.store.store import Store
+from engine.store.tables import enrollment_steps
 from engine.testing import Recorder
 
 CONFIG = """\
@@ -74,3 +77,30 @@ def _application(n: int):
             "application": {"id": f"a{n}", "status": "active"},
         },
     )
+
+
+async def test_a_tick_fires_its_steps_in_chunks_and_lets_webhooks_in_between(
+    store: Store, clock: ManualClock, make_config: Callable[[str], ConfigSet]
+) -> None:
+    recorder = Recorder(clock)
+    runtime = Runtime.build(
+        store, make_config(CONFIG), clock, recorder, ats=recorder, notifier=recorder
+    )
+    keeper = Timekeeper(runtime)
+    due = STEP_CHUNK * 3 + 5
+    for n in range(due):
+        await runtime.intake.accept(_application(n))
+    clock.advance(__import__("datetime").timedelta(hours=2))
+    seen: list[int] = []
+
+    async def webhook_waiting_for_the_loop() -> None:  # runs at the tick's first yield
+        async with store.read() as conn:
+            fired = select(func.count()).where(enrollment_steps.c.status == "fired")
+            seen.append(int((await conn.execute(fired)).scalar_one()))
+
+    waiting = asyncio.ensure_future(webhook_waiting_for_the_loop())
+    assert await keeper.fire_steps() == due  # still one tick for all of them
+    await waiting
+    assert seen[0] < due, "the whole tick held the event loop"
+    await runtime.dispatcher.run_until_idle()
+    assert len(recorder.ats) == due
