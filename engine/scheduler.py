@@ -8,7 +8,6 @@ steps are never APScheduler jobs (see DESIGN.md, "Time and scheduling").
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,6 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from engine.runtime import Runtime
 
 log = logging.getLogger("nurture.scheduler")
-STEP_CHUNK = 32
 
 
 class Timekeeper:
@@ -58,24 +56,14 @@ class Timekeeper:
             self.scheduler.shutdown(wait=False)
 
     async def fire_steps(self) -> int:
-        """One tick: at most one batch, so a backlog after downtime drains spread out.
-
-        The batch goes in transactions of ``STEP_CHUNK`` steps with the event loop let go in
-        between: on SQLite a transaction runs without yielding, and at about 0.2 ms per step
-        (``bench_steps``) a full batch of 1,000 held every webhook for some 200 ms."""
+        """One tick (``StepRunner.run_tick``): at most one batch, so a backlog after downtime
+        drains spread out."""
         self.ticks += 1
-        steps = self._runtime().steps
-        fired = 0
         try:
-            while fired < steps.batch:
-                chunk = len(await steps.run_due(min(STEP_CHUNK, steps.batch - fired)))
-                fired += chunk
-                if chunk < STEP_CHUNK:
-                    break
-                await asyncio.sleep(0)
+            return len(await self._runtime().steps.run_tick())
         except Exception:  # a tick must never kill the scheduler; the next tick retries
             log.exception("step tick failed")
-        return fired
+            return 0
 
     async def deliver_alerts(self) -> int:
         try:

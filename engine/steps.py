@@ -13,6 +13,7 @@ per tick, so a backlog drains spread out instead of as one burst.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from engine.store.tables import (
 )
 
 SKIP_TOLERANCE = timedelta(minutes=1)
+TICK_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,20 @@ class StepRunner:
             tick = await _Tick.load(conn, due)
             outcomes = [await self._fire(conn, tick, row, now) for row in due]
             await tick.flush(conn, now)
+        return outcomes
+
+    async def run_tick(self) -> list[StepOutcome]:
+        """What the timekeeper runs each second: up to ``batch`` due steps, in transactions
+        of ``TICK_CHUNK`` with the event loop let go in between. On SQLite a transaction runs
+        without yielding, and at about 0.2 ms per step (``bench_steps``) a full batch of
+        1,000 in one held every webhook for some 200 ms."""
+        outcomes: list[StepOutcome] = []
+        while len(outcomes) < self.batch:
+            chunk = await self.run_due(min(TICK_CHUNK, self.batch - len(outcomes)))
+            outcomes += chunk
+            if len(chunk) < TICK_CHUNK:
+                break
+            await asyncio.sleep(0)
         return outcomes
 
     async def run_until_idle(self, max_rounds: int = 10_000) -> list[StepOutcome]:

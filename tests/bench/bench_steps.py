@@ -25,11 +25,12 @@ afterwards), with one 4-step ``crm.send_email`` sequence:
   then drains the overdue steps with batch ``LAG_BATCH`` and reports its peak RSS
   (``VmHWM``);
 * **firing lag**: ``LAG_RATE`` steps/s come due for ``LAG_SECONDS`` s of real time
-  (``due_at = start + i / LAG_RATE``), added to the loaded table; a loop calls ``run_due``
-  (batch ``LAG_BATCH``) on a fixed 1 s grid, skipping a tick that is still running -- what the
-  ``Timekeeper``'s APScheduler interval job does (``max_instances=1, coalesce``). The lag of a
-  step is the wall clock when its ``run_due`` transaction committed (the outbox row is
-  visible) minus its ``due_at``; the system clock is used throughout;
+  (``due_at = start + i / LAG_RATE``), added to the loaded table; a loop calls ``run_tick``
+  (batch ``LAG_BATCH``, in transactions of ``TICK_CHUNK``) on a fixed 1 s grid, skipping a
+  tick that is still running -- what the ``Timekeeper``'s APScheduler interval job does
+  (``max_instances=1, coalesce``). The lag of a step is the wall clock when its tick ended
+  (its transaction had committed, the outbox row is visible) minus its ``due_at``; the system
+  clock is used throughout;
 * **cancel 10,000**: ``Sequencer.exit(conn, '*', candidate)`` for 2,500 candidates with 4
   pending steps each, in one transaction; for comparison, the same for another 2,500 as two
   set-based UPDATEs (``... WHERE candidate_id IN (...)`` / ``... WHERE enrollment_id IN
@@ -506,7 +507,7 @@ async def firing_lag(
     remaining = set(due)
     while remaining and time.monotonic() < deadline:
         started = time.monotonic()
-        outcomes = await runtime.steps.run_due()
+        outcomes = await runtime.steps.run_tick()  # as the Timekeeper's job runs it
         committed = clock.now()
         result.ticks.append((len(outcomes), time.monotonic() - started))
         for outcome in outcomes:

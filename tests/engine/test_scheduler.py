@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.runtime import Runtime
-from engine.scheduler import STEP_CHUNK, Timekeeper
+from engine.scheduler import Timekeeper
+from engine.steps import TICK_CHUNK
 from engine.store.store import Store
 from engine.store.tables import enrollment_steps
 from engine.testing import Recorder
@@ -87,7 +88,7 @@ async def test_a_tick_fires_its_steps_in_chunks_and_lets_webhooks_in_between(
         store, make_config(CONFIG), clock, recorder, ats=recorder, notifier=recorder
     )
     keeper = Timekeeper(runtime)
-    due = STEP_CHUNK * 3 + 5
+    due = TICK_CHUNK * 3 + 5
     for n in range(due):
         await runtime.intake.accept(_application(n))
     clock.advance(__import__("datetime").timedelta(hours=2))
