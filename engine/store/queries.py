@@ -525,6 +525,15 @@ def _status_literally(table: Any, statuses: tuple[str, ...]) -> Any:
     return or_(*(table.c.status == literal_column(f"'{status}'") for status in statuses))
 
 
+def _waiting_after() -> tuple[Any, ...]:
+    """Claimable, due, and after id ``after``: what both claim statements walk."""
+    return (
+        _status_literally(outbox, CLAIMABLE),
+        outbox.c.next_attempt_at <= bindparam("now"),
+        outbox.c.id > bindparam("after"),
+    )
+
+
 def _claimable_ids(dialect: str) -> Any:
     earlier = outbox.alias("earlier")
     blocked = exists().where(
@@ -535,14 +544,7 @@ def _claimable_ids(dialect: str) -> Any:
     paused = exists().where(or_(pauses.c.scope == "*", pauses.c.scope == outbox.c.rule_id))
     candidates = (
         select(outbox.c.id)
-        .where(
-            _status_literally(outbox, CLAIMABLE),
-            outbox.c.next_attempt_at <= bindparam("now"),
-            outbox.c.id > bindparam("after"),
-            outbox.c.id <= bindparam("upto"),
-            ~blocked,
-            ~paused,
-        )
+        .where(*_waiting_after(), outbox.c.id <= bindparam("upto"), ~blocked, ~paused)
         .order_by(outbox.c.id)
         .limit(bindparam("limit", type_=Integer))
     )
@@ -556,11 +558,7 @@ def _window_end(dialect: str) -> Any:
     the id of the last: an ordered walk of ``ix_outbox_claimable`` that stops at ``window``."""
     window = (
         select(outbox.c.id)
-        .where(
-            _status_literally(outbox, CLAIMABLE),
-            outbox.c.next_attempt_at <= bindparam("now"),
-            outbox.c.id > bindparam("after"),
-        )
+        .where(*_waiting_after())
         .order_by(outbox.c.id)
         .limit(bindparam("window", type_=Integer))
         .subquery()
