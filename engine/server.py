@@ -280,12 +280,13 @@ class WebhookServer:
         )
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
-        """The body as a JSON object; no body is ``{}``, anything else not an object is 400."""
+        """The body as a JSON object; no body is ``{}``, anything else not an object is 400
+        (whitespace alone included: it is a body, and not JSON)."""
         try:
             raw = await request.read()
         except web.RequestPayloadError:
             raise _BadRequest("the body does not decode as its Content-Encoding") from None
-        if not raw.strip():
+        if not raw:
             return {}
         try:
             body = json.loads(raw)

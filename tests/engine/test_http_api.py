@@ -185,6 +185,8 @@ async def test_admin_bodies_the_operation_cannot_take_are_400_not_a_guess(
         ("/admin/pause", b"[1]"),
         ("/admin/resume", b"not json"),
         ("/admin/resume", b"\xff\xfe"),
+        ("/admin/resume", b" "),  # a body, and not JSON (schemathesis, seed 584274146)
+        ("/admin/pause", b"\n\t"),
     ]:
         code, answer = await daemon.post(path, body, auth)
         assert code == 400 and answer["error"] == "bad_request", (path, body, code, answer)
