@@ -8,9 +8,8 @@ claim on SQLite with 50,000 waiting, 35-45 s on PostgreSQL before its statistics
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
-
-import pytest
 
 from engine.store import queries
 from engine.store.prepared import raw_sqlite
@@ -94,9 +93,16 @@ async def _claim_work(store: Store) -> int:
     return steps
 
 
-async def test_a_claim_costs_the_same_however_many_actions_wait(store: Store) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("counts SQLite's own steps; PostgreSQL runs the claim tests above")
+async def test_a_claim_costs_the_same_however_many_actions_wait(tmp_path: Path) -> None:
+    # SQLite only: it counts SQLite's own steps (PostgreSQL runs the claim tests above)
+    store = await Store.open(f"sqlite:///{tmp_path / 'nurture.db'}")
+    try:
+        await _claim_costs_the_same(store)
+    finally:
+        await store.close()
+
+
+async def _claim_costs_the_same(store: Store) -> None:
     history = [_action(n, f"h{n % 500}", status="done") for n in range(5_000)]
     # more than a window waits in both cases: a claim walks at most a window of them
     await _queue(store, history + [_action(10_000 + n, f"a{n}") for n in range(1_000)])
