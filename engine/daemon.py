@@ -235,6 +235,7 @@ class Daemon:
             lease=self._real(LEASE),
             consent=crm if hub.check_subscription_before_send else None,
             mail=self._mailer(daemon),
+            metrics=self.metrics,
         )
         known: dict[str, WebhookSource] = {}
         generic = daemon.vendors.generic

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.clock import Clock
 from engine.errors import AdapterError, StoreError
 from engine.intake import AlertSettings
+from engine.metrics import Metrics
 from engine.outage import WAITED, VendorHealth, family, release
 from engine.store import queries
 from engine.store.queries import Claimed
@@ -109,8 +110,11 @@ class Dispatcher:
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
         health: VendorHealth | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
+        self.metrics.declare("nurture_actions_total", "counter", "recorded action outcomes")
         self.handlers = handlers
         self.clock = clock
         self.retry = retry or RetryPolicy()
@@ -313,6 +317,10 @@ class Dispatcher:
             for vendor in sorted({family(w.job.action_type) for w in writes if w.recovered}):
                 released = await release(conn, vendor, now)
                 log.info(json.dumps({"decision": "vendor_back", "family": vendor, "due": released}))
+        for write in writes:  # committed: "pending" is a retry, "dead" a dead letter
+            self.metrics.inc(
+                "nurture_actions_total", type=write.job.action_type, outcome=write.status
+            )
         return [Outcome(w.job.id, w.status, w.error) for w in writes]
 
     async def _alert_outage(self, conn: Any, job: Claimed, description: str, now: Any) -> None:

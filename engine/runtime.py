@@ -21,6 +21,7 @@ from engine.handlers_writeback import WritebackHandlers
 from engine.intake import AlertSettings, Intake
 from engine.links import LinkSigner
 from engine.local_actions import LocalActions
+from engine.metrics import Metrics
 from engine.outbox import Dispatcher, Handler, RetryPolicy
 from engine.ports import AlertPort, AtsPort, ConsentPort, CrmPort, MailPort, NotifierPort
 from engine.sequences import Sequencer
@@ -71,6 +72,7 @@ class Runtime:
         extra_handlers: Mapping[str, Handler] | None = None,
         consent: ConsentPort | None = None,
         mail: MailPort | None = None,
+        metrics: Metrics | None = None,
     ) -> Runtime:
         settings = alerts or alert_settings(config)
         rules = RuleSet.build(config, clock)
@@ -92,6 +94,7 @@ class Runtime:
             concurrency=concurrency,
             lease=lease,
             rng=rng,
+            metrics=metrics,
         )
         return cls(
             store=store,
@@ -99,5 +102,7 @@ class Runtime:
             intake=Intake(store, rules, clock, settings, config=config, sequencer=sequencer),
             dispatcher=dispatcher,
             alerts=AlertSender(store, alert_targets, clock),
-            steps=StepRunner(store, config, clock, LocalActions(sequencer), batch=step_batch),
+            steps=StepRunner(
+                store, config, clock, LocalActions(sequencer), batch=step_batch, metrics=metrics
+            ),
         )

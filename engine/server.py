@@ -129,6 +129,13 @@ class WebhookServer:
         metrics.declare("nurture_webhooks_total", "counter", "webhook deliveries by outcome")
         metrics.declare("nurture_events_total", "counter", "events accepted by source and type")
         metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
+        metrics.declare("nurture_rule_matches_total", "counter", "events a rule matched")
+        metrics.declare("nurture_rule_errors_total", "counter", "evaluation errors by rule")
+        metrics.declare("nurture_actions", "gauge", "outbox actions still open, by status")
+        metrics.declare("nurture_steps_pending", "gauge", "sequence steps waiting to fire")
+        metrics.declare(
+            "nurture_steps_overdue_seconds", "gauge", "how long the oldest due step has waited"
+        )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body + 1, middlewares=[json_errors])
@@ -204,6 +211,11 @@ class WebhookServer:
                 accepted += not outcome.duplicate
                 if not outcome.duplicate:
                     self.metrics.inc("nurture_events_total", source=event.source, type=event.type)
+                    for decision in outcome.decisions:
+                        if decision.matched:
+                            self.metrics.inc("nurture_rule_matches_total", rule=decision.rule_id)
+                        if decision.error is not None:
+                            self.metrics.inc("nurture_rule_errors_total", rule=decision.rule_id)
                     log.info(
                         json_line(
                             decision="accepted",
@@ -243,8 +255,13 @@ class WebhookServer:
         self.metrics.set("nurture_last_reload_timestamp_seconds", self.state.last_reload_at)
         try:
             async with self.store.read() as conn:
-                for status, count in (await queries.status_counts(conn)).items():
+                # open statuses only: counting the done history would grow with every day
+                for status, count in (await queries.open_action_counts(conn)).items():
                     self.metrics.set("nurture_actions", count, status=status)
+                pending, oldest = await queries.pending_steps(conn)
+            overdue = (self.clock.now() - oldest).total_seconds() if oldest else 0.0
+            self.metrics.set("nurture_steps_pending", pending)
+            self.metrics.set("nurture_steps_overdue_seconds", max(overdue, 0.0))
         except STORE_DOWN:
             pass  # metrics must answer even when the store does not
         return web.Response(

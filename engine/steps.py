@@ -30,6 +30,7 @@ from engine.config.types import parse_duration
 from engine.evaluate import Evaluator, compile_expression, truthy
 from engine.events import StepContext
 from engine.local_actions import LocalActions, outbox_row
+from engine.metrics import Metrics
 from engine.store import queries
 from engine.store.store import Store
 from engine.store.tables import (
@@ -63,8 +64,14 @@ class StepRunner:
         *,
         batch: int = 1000,
         compiler: Callable[[str, Clock], Evaluator] = compile_expression,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
+        self.metrics.declare("nurture_steps_total", "counter", "sequence steps by outcome")
+        self.metrics.declare(
+            "nurture_step_lag_seconds", "histogram", "fired steps: from due to committed"
+        )
         self.config = config
         self.clock = clock
         self.local = local
@@ -101,6 +108,12 @@ class StepRunner:
             tick = await _Tick.load(conn, due)
             outcomes = [await self._fire(conn, tick, row, now) for row in due]
             await tick.flush(conn, now)
+        committed = self.clock.now()
+        for row, outcome in zip(due, outcomes, strict=True):
+            self.metrics.inc("nurture_steps_total", status=outcome.status)
+            if outcome.status == "fired":
+                lag = (committed - row["due_at"]).total_seconds()
+                self.metrics.observe("nurture_step_lag_seconds", max(lag, 0.0))
         return outcomes
 
     async def run_tick(self) -> list[StepOutcome]:

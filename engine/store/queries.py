@@ -716,6 +716,30 @@ async def status_counts(conn: AsyncConnection) -> dict[str, int]:
     return {str(row[0]): int(row[1]) for row in await conn.execute(query)}
 
 
+OPEN = ("pending", "deferred", "running", "dead")
+
+
+async def open_action_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Actions per open status (a dead letter waits for a replay): a range of ``ix_outbox_due``
+    each, however much done history the outbox holds. Every open status is named, 0 too."""
+    query = (
+        select(outbox.c.status, func.count())
+        .where(outbox.c.status.in_(OPEN))
+        .group_by(outbox.c.status)
+    )
+    counts = {str(row[0]): int(row[1]) for row in await conn.execute(query)}
+    return {status: counts.get(status, 0) for status in OPEN}
+
+
+async def pending_steps(conn: AsyncConnection) -> tuple[int, datetime | None]:
+    """(steps pending, the earliest due time among them)."""
+    query = select(func.count(), func.min(enrollment_steps.c.due_at)).where(
+        enrollment_steps.c.status == "pending"
+    )
+    count, earliest = (await conn.execute(query)).one()
+    return int(count), earliest
+
+
 async def outcome_counts(conn: AsyncConnection, trigger: str, since: datetime) -> tuple[int, int]:
     """(done, dead) actions of one trigger finished since ``since``: the sync error rate."""
     query = (

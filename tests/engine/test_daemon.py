@@ -216,6 +216,16 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
 
     await until(await delivered(1), "the first receipt")
     assert hubspot.stats()["contacts"] == 1
+    assert await running.metric('nurture_rule_matches_total{rule="application-to-crm"}') == 1
+
+    async def send_recorded() -> bool:  # the outcome commits just after the vendor answers
+        done = 'nurture_actions_total{outcome="done",type="crm.send_email"}'
+        try:
+            return await running.metric(done) == 1
+        except AssertionError:  # not counted yet
+            return False
+
+    await until(send_recorded, "the send's outcome in /metrics")
 
     # HubSpot pushes no unsubscribes: the daemon's poller reads them and the rule suppresses
     hubspot.add_unsubscribe("person1@example.com", int(time.time() * 1000))

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
+from engine.metrics import Metrics
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
 from engine.steps import TICK_CHUNK
@@ -105,3 +106,29 @@ async def test_a_tick_fires_its_steps_in_chunks_and_lets_webhooks_in_between(
     assert seen[0] < due, "the whole tick held the event loop"
     await runtime.dispatcher.run_until_idle()
     assert len(recorder.ats) == due
+
+
+async def test_fired_steps_and_recorded_actions_are_counted_for_metrics(
+    store: Store, clock: ManualClock, make_config: Callable[[str], ConfigSet]
+) -> None:
+    recorder = Recorder(clock)
+    metrics = Metrics()
+    runtime = Runtime.build(
+        store,
+        make_config(CONFIG),
+        clock,
+        recorder,
+        ats=recorder,
+        notifier=recorder,
+        metrics=metrics,
+    )
+    for n in range(3):
+        await runtime.intake.accept(_application(n))
+    clock.advance(__import__("datetime").timedelta(hours=2))  # due an hour ago
+    assert len(await runtime.steps.run_tick()) == 3
+    assert metrics.value("nurture_steps_total", status="fired") == 3
+    lag = metrics.render().splitlines()
+    assert "nurture_step_lag_seconds_count 3" in lag
+    assert "nurture_step_lag_seconds_sum 10800" in lag  # 3 x 3,600 s late
+    await runtime.dispatcher.run_until_idle()
+    assert metrics.value("nurture_actions_total", type="ats.add_note", outcome="done") == 3

@@ -234,6 +234,12 @@ async def test_health_ready_and_metrics(daemon_for: Callable[..., Any], store: S
     )
     assert samples['nurture_webhook_seconds_count{source="greenhouse"}'] == "1"
     assert samples['nurture_actions{status="pending"}'] == "1"
+    assert samples['nurture_actions{status="dead"}'] == "0"  # open statuses, 0 included
+    assert 'nurture_actions{status="done"}' not in samples  # history is not a gauge
+    assert samples["nurture_steps_pending"] == "0"
+    assert samples["nurture_steps_overdue_seconds"] == "0"
+    matched = [k for k in samples if k.startswith("nurture_rule_matches_total{")]
+    assert matched and all(samples[k] == "1" for k in matched)
 
 
 async def test_admin_endpoints_refuse_without_the_token_and_work_with_it(
