@@ -154,6 +154,7 @@ class Daemon:
         self.config: ConfigSet | None = None
         self._mtimes: dict[Path, float] = {}
         self.gc_pauses = GcPauses(self.metrics)
+        self.server: WebhookServer | None = None
 
     # -- config --------------------------------------------------------------------------
     def _load(self) -> LoadResult:
@@ -298,6 +299,8 @@ class Daemon:
         async def accept(event: Any) -> Any:
             outcome = await self._runtime().intake.accept(event)
             wake.set()
+            if self.server is not None:
+                self.server.note_accepted(event, outcome)
             return outcome
 
         state = StoreCursors(store, self.clock)
@@ -400,6 +403,7 @@ class Daemon:
                 state=self.state,
                 on_accepted=wake.set,
             )
+            self.server = server
             host, port = daemon.server.listen.rsplit(":", 1)
             web_runner = web.AppRunner(server.app(), access_log=None)
             await web_runner.setup()

@@ -88,6 +88,29 @@ class _Write:
     recovered: bool = False  # this answer ended the vendor's outage
 
 
+_OUTCOME_LEVEL = {"dead": logging.ERROR, "pending": logging.WARNING}
+
+
+def _log_outcome(write: _Write) -> None:
+    """A line per recorded outcome, carrying its event's stored id (``event``) like the
+    intake's lines; none for sequence steps' actions, whose ``enrollment`` says whose."""
+    level = _OUTCOME_LEVEL.get(write.status, logging.INFO)
+    if not log.isEnabledFor(level):
+        return
+    job = write.job
+    line = {
+        "decision": f"action_{'retry' if write.status == 'pending' else write.status}",
+        "event": job.event_id,
+        "action_id": job.id,
+        "rule": job.rule_id,
+        "action": job.action_type,
+        "attempt": write.attempts,
+    }
+    if write.error is not None:
+        line["error"] = write.error
+    log.log(level, json.dumps(line, default=str))
+
+
 @dataclass(frozen=True)
 class Outcome:
     action_id: int
@@ -321,6 +344,7 @@ class Dispatcher:
             self.metrics.inc(
                 "nurture_actions_total", type=write.job.action_type, outcome=write.status
             )
+            _log_outcome(write)
         return [Outcome(w.job.id, w.status, w.error) for w in writes]
 
     async def _alert_outage(self, conn: Any, job: Claimed, description: str, now: Any) -> None:

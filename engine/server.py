@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.clock import Clock
 from engine.errors import AdapterError, StoreError
 from engine.events import Event
-from engine.intake import Intake
+from engine.intake import Accepted, Intake
 from engine.links import LinkRefused, LinkSigner
 from engine.metrics import Metrics
 from engine.store import queries
@@ -209,22 +209,7 @@ class WebhookServer:
                 outcome = await intake.accept(event)
                 duplicates += outcome.duplicate
                 accepted += not outcome.duplicate
-                if not outcome.duplicate:
-                    self.metrics.inc("nurture_events_total", source=event.source, type=event.type)
-                    for decision in outcome.decisions:
-                        if decision.matched:
-                            self.metrics.inc("nurture_rule_matches_total", rule=decision.rule_id)
-                        if decision.error is not None:
-                            self.metrics.inc("nurture_rule_errors_total", rule=decision.rule_id)
-                    log.info(
-                        json_line(
-                            decision="accepted",
-                            event_id=event.id,
-                            source=event.source,
-                            type=event.type,
-                            queued=outcome.queued,
-                        )
-                    )
+                self.note_accepted(event, outcome)
         except STORE_DOWN as exc:
             log.error(
                 json_line(decision="store_unavailable", source=name, error=type(exc).__name__)
@@ -287,6 +272,35 @@ class WebhookServer:
                 return _error(400, "bad_request", str(bad))
 
         return guarded
+
+    def note_accepted(self, event: Event, outcome: Accepted) -> None:
+        """Metrics and log lines for an event intake took (from a webhook, a link or a poller):
+        ``accepted``, then a line per rule that matched or failed, each carrying the stored
+        event's id (``event``) as every later line about its actions does; a rule that did
+        not match, at debug. A redelivery changed nothing and says nothing."""
+        if outcome.duplicate:
+            return
+        self.metrics.inc("nurture_events_total", source=event.source, type=event.type)
+        log.info(
+            json_line(
+                decision="accepted",
+                event=outcome.event_id,
+                event_id=event.id,
+                source=event.source,
+                type=event.type,
+                queued=outcome.queued,
+            )
+        )
+        for decision in outcome.decisions:
+            line = {"event": outcome.event_id, "rule": decision.rule_id}
+            if decision.error is not None:
+                self.metrics.inc("nurture_rule_errors_total", rule=decision.rule_id)
+                log.warning(json_line(decision="rule_error", error=decision.error, **line))
+            elif decision.matched:
+                self.metrics.inc("nurture_rule_matches_total", rule=decision.rule_id)
+                log.info(json_line(decision="rule_matched", actions=len(decision.actions), **line))
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug(json_line(decision="rule_not_matched", **line))
 
     async def _status(self, _request: web.Request) -> web.Response:
         async with self.store.read() as conn:
@@ -382,7 +396,7 @@ class WebhookServer:
             },
         )
         try:
-            await self.intake().accept(event)
+            self.note_accepted(event, await self.intake().accept(event))
         except STORE_DOWN:
             return web.Response(
                 status=503,

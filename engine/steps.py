@@ -14,6 +14,8 @@ per tick, so a backlog drains spread out instead of as one burst.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +42,7 @@ from engine.store.tables import (
     jobs,
 )
 
+log = logging.getLogger("nurture.steps")
 SKIP_TOLERANCE = timedelta(minutes=1)
 TICK_CHUNK = 32
 
@@ -52,6 +55,16 @@ class StepOutcome:
     status: str  # fired skipped cancelled
     reason: str | None = None
     action: str | None = None
+
+
+def _step_line(outcome: StepOutcome) -> dict[str, Any]:
+    line = {
+        "decision": f"step_{outcome.status}",
+        "enrollment": outcome.enrollment_id,
+        "step": outcome.step_id,
+        "occurrence": outcome.occurrence,
+    }
+    return {**line, "reason": outcome.reason} if outcome.reason else line
 
 
 class StepRunner:
@@ -109,8 +122,11 @@ class StepRunner:
             outcomes = [await self._fire(conn, tick, row, now) for row in due]
             await tick.flush(conn, now)
         committed = self.clock.now()
+        logging_steps = log.isEnabledFor(logging.INFO)
         for row, outcome in zip(due, outcomes, strict=True):
             self.metrics.inc("nurture_steps_total", status=outcome.status)
+            if logging_steps:
+                log.info(json.dumps(_step_line(outcome)))
             if outcome.status == "fired":
                 lag = (committed - row["due_at"]).total_seconds()
                 self.metrics.observe("nurture_step_lag_seconds", max(lag, 0.0))

@@ -278,6 +278,15 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     decisions = [line.get("decision") for line in lines]
     assert "reload_rejected" in decisions and "reloaded" in decisions
+    # one line per decision, each carrying the stored event's id through rules and actions
+    by_decision: dict[str, set[Any]] = {}
+    for line in lines:
+        by_decision.setdefault(str(line.get("decision")), set()).add(line.get("event"))
+    events = by_decision["accepted"]  # three applications and the polled unsubscribe
+    assert len(events) == 4 and None not in events
+    assert by_decision["rule_matched"] == events
+    sent = by_decision["action_done"]  # each application's upsert and receipt
+    assert len(sent) == 3 and sent < events  # the suppression is no outbox action
     assert "person1@example.com" not in log  # addresses are redacted in the logs
     assert "hs-token" not in log and SECRET not in log  # and no secret ever appears
 
