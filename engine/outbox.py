@@ -93,7 +93,8 @@ _OUTCOME_LEVEL = {"dead": logging.ERROR, "pending": logging.WARNING}
 
 def _log_outcome(write: _Write) -> None:
     """A line per recorded outcome, carrying its event's stored id (``event``) like the
-    intake's lines; none for sequence steps' actions, whose ``enrollment`` says whose."""
+    intake's lines; a sequence step's action has no event, and its ``key`` begins with the
+    enrolment's id, as the ``step_fired`` line that queued it says."""
     level = _OUTCOME_LEVEL.get(write.status, logging.INFO)
     if not log.isEnabledFor(level):
         return
@@ -104,6 +105,7 @@ def _log_outcome(write: _Write) -> None:
         "action_id": job.id,
         "rule": job.rule_id,
         "action": job.action_type,
+        "key": job.idempotency_key,
         "attempt": write.attempts,
     }
     if write.error is not None:
