@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import resource
 import statistics
@@ -68,7 +67,7 @@ from engine.runtime import Runtime
 from engine.store import queries
 
 from .bench_steps import open_backend
-from .common import Options, Row
+from .common import Options, Row, memory_bytes, percentile
 
 NAME = "pipeline"
 EVENTS = 3_000
@@ -218,9 +217,7 @@ def _reset_peak_rss() -> bool:
 
 def _peak_rss_bytes(reset_worked: bool) -> int:
     if reset_worked:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+        return memory_bytes("VmHWM")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
@@ -259,15 +256,6 @@ class Result:
             and self.completed == self.events
             and self.statuses == {"done": self.events * (2 if self.scenario.upsert else 1)}
         )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (0 < fraction <= 1)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 async def run_scenario(

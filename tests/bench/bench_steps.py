@@ -49,9 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -74,7 +72,7 @@ from engine.store.store import Store
 from engine.store.tables import enrollment_steps, enrollments
 from engine.testing import Recorder
 
-from .common import Options, Row
+from .common import Options, Row, memory_bytes, percentile
 
 NAME = "steps"
 STEPS = 1_000_000
@@ -187,15 +185,6 @@ def enrolment_row(candidate_id: str, now: datetime) -> dict[str, Any]:
         "context": data,
         "started_at": now,
     }
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (0 < fraction <= 1)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -377,23 +366,8 @@ class Restart:
     total_seconds: float
 
 
-def _memory(field_name: str) -> int:
-    """``VmHWM`` (peak) or ``VmRSS`` (now) of this process, in bytes.
-
-    Not ``getrusage().ru_maxrss`` where /proc exists: Linux carries the parent's peak across
-    fork + exec into it, so a child would report the benchmark's own peak.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-
 async def _child(url: str, schema: str | None, config_folder: str, drain_batch: int) -> None:
-    after_imports = _memory("VmRSS")
+    after_imports = memory_bytes("VmRSS")
     config = load(Path(config_folder))
     clock = SystemClock()
     recorder = Recorder(ManualClock(clock.now()))
@@ -427,7 +401,7 @@ async def _child(url: str, schema: str | None, config_folder: str, drain_batch: 
                 "statuses": statuses,
                 "drain_seconds": done - ready,
                 "rss_after_imports": after_imports,
-                "peak_rss": _memory("VmHWM"),
+                "peak_rss": memory_bytes("VmHWM"),
             }
         )
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import resource
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 
@@ -42,3 +45,28 @@ def render_table(rows: Sequence[Row]) -> str:
         for row in (HEADERS, rule, *rows)
     ]
     return "\n".join(lines)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (0 < fraction <= 1); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def memory_bytes(field_name: str, pid: int | str = "self") -> int:
+    """``VmHWM`` (peak) or ``VmRSS`` (now) of a process, in bytes.
+
+    Not ``getrusage().ru_maxrss`` where /proc exists: Linux carries the parent's peak across
+    fork + exec into it, so a child would report the benchmark's own peak. Without /proc, this
+    process's ``ru_maxrss`` (kB on Linux) is the nearest there is.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

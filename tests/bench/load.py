@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench.common import Row, render_table
+from tests.bench.common import Row, memory_bytes, percentile, render_table
 from tests.proof.harness import (
     DaemonProcess,
     DaemonSettings,
@@ -120,21 +120,9 @@ class Measured:
         return self.run.events / self.complete_seconds if self.complete_seconds else 0.0
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 @contextlib.asynccontextmanager
@@ -227,7 +215,7 @@ async def _drive(
     if stamps:
         result.complete_seconds = max(stamps.values()) - began
     result.cpu_seconds = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
-    result.peak_rss = max(_peak_rss(pid) for pid in pids)
+    result.peak_rss = max(memory_bytes("VmHWM", pid) for pid in pids)
 
 
 def _judge(passed: bool) -> str:
@@ -251,23 +239,23 @@ def rows(results: Sequence[Measured]) -> list[Row]:
                 + (f" ({r.error})" if r.error else ""),
             )
         )
-        ack99 = _quantile(r.ack, 0.99)
+        ack99 = percentile(r.ack, 0.99)
         table.append(
             Row(
                 NAME,
                 f"{label}: accepted, ack p50 / p99",
-                f"{r.accepted_rate:,.0f} events/s; {_quantile(r.ack, 0.5) * 1000:.1f} ms / "
+                f"{r.accepted_rate:,.0f} events/s; {percentile(r.ack, 0.5) * 1000:.1f} ms / "
                 f"{ack99 * 1000:.1f} ms",
                 "p99 < 20 ms at 500/s" if paced else "",
                 _judge(ack99 < TARGET_ACK_P99) if paced else "",
             )
         )
-        e2e99 = _quantile(r.e2e, 0.99)
+        e2e99 = percentile(r.e2e, 0.99)
         table.append(
             Row(
                 NAME,
                 f"{label}: completed, webhook -> CRM p50 / p99",
-                f"{r.completed_rate:,.0f} events/s; {_quantile(r.e2e, 0.5) * 1000:.1f} ms / "
+                f"{r.completed_rate:,.0f} events/s; {percentile(r.e2e, 0.5) * 1000:.1f} ms / "
                 f"{e2e99 * 1000:.1f} ms ({len(r.e2e):,} people)",
                 ">= 1,500/s, p99 < 50 ms" if main_target else "",
                 _judge(r.completed_rate >= TARGET_COMPLETED and e2e99 < TARGET_E2E_P99)
@@ -329,9 +317,9 @@ async def run(size: Size) -> Result:
     for r in measured:
         result.figures[f"{r.run.label}: completed"] = f"{r.completed_rate:,.0f} events/s"
         result.figures[f"{r.run.label}: webhook -> CRM p99"] = (
-            f"{_quantile(r.e2e, 0.99) * 1000:.0f} ms"
+            f"{percentile(r.e2e, 0.99) * 1000:.0f} ms"
         )
-        result.figures[f"{r.run.label}: ack p99"] = f"{_quantile(r.ack, 0.99) * 1000:.1f} ms"
+        result.figures[f"{r.run.label}: ack p99"] = f"{percentile(r.ack, 0.99) * 1000:.1f} ms"
         result.invariants[f"{r.run.label}: every event accepted"] = r.acked == r.run.events
         result.invariants[f"{r.run.label}: every person reached the CRM"] = (
             r.error is None and len(r.e2e) == r.expected_people

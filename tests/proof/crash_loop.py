@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.clock import ScaledClock
+from tests.bench.common import percentile
 from tests.proof import invariants as inv
 from tests.proof.harness import (
     DaemonProcess,
@@ -28,7 +29,7 @@ from tests.proof.harness import (
     vendors_process,
     workdir,
 )
-from tests.proof.poster import Outcome, Poster, percentile
+from tests.proof.poster import Outcome, Poster
 from tests.proof.results import Result, Size
 from tests.proof.traffic import Delivery, Mix, greenhouse_mix, hubspot_unsubscribe
 

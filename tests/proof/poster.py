@@ -149,10 +149,3 @@ class Poster:
                 return
             await asyncio.sleep(pause * self._rng.uniform(0.5, 1.5))
             pause = min(pause * 2, 2.0)
-
-
-def percentile(values: list[float], share: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
