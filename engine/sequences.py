@@ -51,6 +51,14 @@ def _as_time(value: Any) -> datetime | None:
     return None
 
 
+def _context(data: dict[str, Any]) -> dict[str, Any]:
+    """What an enrolment keeps of an event for its steps to render from."""
+    return {part: data[part] for part in CONTEXT_PARTS if isinstance(data.get(part), dict)}
+
+
+CONTEXT_PARTS = ("candidate", "application", "interview", "contact")
+
+
 class Sequencer:
     """Enrolment bookkeeping for one config version."""
 
@@ -125,10 +133,7 @@ class Sequencer:
         return value is None or str(value) == row["key"]
 
     async def _refresh_context(self, conn: AsyncConnection, row: Any, data: dict[str, Any]) -> None:
-        context = dict(row["context"])
-        for part in ("candidate", "application", "interview", "contact"):
-            if isinstance(data.get(part), dict):
-                context[part] = data[part]
+        context = {**row["context"], **_context(data)}
         if context != row["context"]:
             await queries.set_enrollment_context(conn, int(row["id"]), context)
 
@@ -193,11 +198,7 @@ class Sequencer:
             }
             for step in steps
         ]
-        context = {
-            k: data[k]
-            for k in ("candidate", "application", "interview", "contact")
-            if isinstance(data.get(k), dict)
-        }
+        context = _context(data)
         await queries.insert_enrollment(
             conn,
             {
@@ -290,11 +291,7 @@ class Sequencer:
                     "reason": None,
                     "started_at": now,
                     "ended_at": None,
-                    "context": {
-                        k: data[k]
-                        for k in ("candidate", "application", "interview", "contact")
-                        if isinstance(data.get(k), dict)
-                    },
+                    "context": _context(data),
                 }
                 for candidate, key, email, data in chosen
             ],
