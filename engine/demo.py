@@ -34,6 +34,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import select
 
+from adapters.greenhouse.payloads import application_payload
 from engine.clock import ManualClock
 from engine.config.load import load_config
 from engine.events import Event
@@ -92,40 +93,18 @@ def _application_payload(
     status: str = "active",
     reason: str | None = None,
 ) -> dict[str, Any]:
-    job_id, title, department = job
-    return {
-        "application": {
-            "id": application_id,
-            "status": status,
-            "prospect": False,
-            "applied_at": "2026-03-02T09:00:00Z",
-            "rejected_at": None,
-            "current_stage": {"id": 7700000 + len(stage), "name": stage, "interviews": []},
-            "rejection_reason": (
-                {"id": 14, "name": reason, "type": {"id": 3, "name": "We rejected them"}}
-                if reason
-                else None
-            ),
-            "jobs": [
-                {
-                    "id": job_id,
-                    "name": title,
-                    "status": "open",
-                    "departments": [{"id": 90, "name": department}],
-                    "offices": [{"id": 31, "name": "Berlin", "location": "Berlin, Germany"}],
-                }
-            ],
-            "candidate": {
-                "id": int(person.candidate_id),
-                "first_name": person.first,
-                "last_name": "Demo",
-                "email_addresses": [{"value": person.email, "type": "personal"}],
-                "tags": [],
-                "can_email": True,
-                "recruiter": {"id": 40211, "name": "Rhea", "email": "rhea@acme.example"},
-            },
-        }
-    }
+    return application_payload(
+        application_id=application_id,
+        candidate_id=person.candidate_id,
+        first_name=person.first,
+        last_name="Demo",
+        email=person.email,
+        job=job,
+        stage=stage,
+        stage_id=7700000 + len(stage),
+        status=status,
+        reason=reason,
+    )
 
 
 def build_plan(rng: random.Random, people: int) -> tuple[Plan, list[Person]]:

@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.greenhouse.payloads import application_payload
+
 JOBS = [
     (501, "Data Engineer", "Data"),
     (502, "Senior Data Engineer", "Data"),
@@ -70,40 +72,19 @@ class Mix:
 
 
 def _payload(app: Application, status: str = "active", reason: str | None = None) -> dict[str, Any]:
-    job_id, title, department = app.job
-    return {
-        "application": {
-            "id": app.id,
-            "status": status,
-            "prospect": False,
-            "applied_at": "2026-03-02T09:00:00Z",
-            "rejected_at": "2026-03-09T09:00:00Z" if status == "rejected" else None,
-            "current_stage": {"id": 7700 + len(app.stage), "name": app.stage, "interviews": []},
-            "rejection_reason": (
-                {"id": 14, "name": reason, "type": {"id": 3, "name": "We rejected them"}}
-                if reason
-                else None
-            ),
-            "jobs": [
-                {
-                    "id": job_id,
-                    "name": title,
-                    "status": "open",
-                    "departments": [{"id": 90, "name": department}],
-                    "offices": [{"id": 31, "name": "Berlin", "location": "Berlin, Germany"}],
-                }
-            ],
-            "candidate": {
-                "id": int(app.candidate_id),
-                "first_name": app.first,
-                "last_name": "Proof",
-                "email_addresses": [{"value": app.email, "type": "personal"}] if app.email else [],
-                "tags": [],
-                "can_email": True,
-                "recruiter": {"id": 40211, "name": "Rhea", "email": "rhea@acme.example"},
-            },
-        }
-    }
+    return application_payload(
+        application_id=app.id,
+        candidate_id=app.candidate_id,
+        first_name=app.first,
+        last_name="Proof",
+        email=app.email,
+        job=app.job,
+        stage=app.stage,
+        stage_id=7700 + len(app.stage),
+        status=status,
+        reason=reason,
+        rejected_at="2026-03-09T09:00:00Z" if status == "rejected" else None,
+    )
 
 
 def _body(action: str, payload: dict[str, Any]) -> bytes:
