@@ -59,6 +59,30 @@ def _context(data: dict[str, Any]) -> dict[str, Any]:
 CONTEXT_PARTS = ("candidate", "application", "interview", "contact")
 
 
+def _new_enrolment(
+    sequence: Sequence,
+    candidate_id: str,
+    key: str,
+    email: str | None,
+    exclusive: bool,
+    data: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """An active enrolment's row, as ``enroll`` and ``enroll_many`` both write it."""
+    return {
+        "sequence_id": sequence.id,
+        "candidate_id": candidate_id,
+        "key": key,
+        "email": email,
+        "category": sequence.category,
+        "exclusive": exclusive,
+        "status": "active",
+        "reason": None,
+        "context": _context(data),
+        "started_at": now,
+    }
+
+
 class Sequencer:
     """Enrolment bookkeeping for one config version."""
 
@@ -198,23 +222,8 @@ class Sequencer:
             }
             for step in steps
         ]
-        context = _context(data)
-        await queries.insert_enrollment(
-            conn,
-            {
-                "sequence_id": sequence_id,
-                "candidate_id": candidate_id,
-                "key": key,
-                "email": email,
-                "category": sequence.category,
-                "exclusive": exclusive,
-                "status": "active",
-                "reason": None,
-                "context": context,
-                "started_at": now,
-            },
-            rows,
-        )
+        row = _new_enrolment(sequence, candidate_id, key, email, exclusive, data, now)
+        await queries.insert_enrollment(conn, row, rows)
         return f"enrolled ({len(rows)} step(s))"
 
     async def enroll_many(
@@ -281,17 +290,8 @@ class Sequencer:
             enrollments.insert().returning(enrollments.c.id, sort_by_parameter_order=True),
             [
                 {
-                    "sequence_id": sequence_id,
-                    "candidate_id": candidate,
-                    "key": key,
-                    "email": email,
-                    "category": sequence.category,
-                    "exclusive": exclusive,
-                    "status": "active",
-                    "reason": None,
-                    "started_at": now,
+                    **_new_enrolment(sequence, candidate, key, email, exclusive, data, now),
                     "ended_at": None,
-                    "context": _context(data),
                 }
                 for candidate, key, email, data in chosen
             ],
