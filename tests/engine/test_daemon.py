@@ -262,7 +262,10 @@ async def test_daemon_processes_webhooks_reloads_and_shuts_down_gracefully(
         return await running.metric("nurture_last_reload_success") == 1.0
 
     await until(reloaded, "the good reload")
-    assert await running.metric("nurture_gc_frozen_objects") > 10_000  # frozen again
+    # frozen anew: the new runtime's objects in, the replaced one's freed (the same count
+    # would mean the reload did not freeze at all)
+    frozen_after_reload = await running.metric("nurture_gc_frozen_objects")
+    assert frozen_after_reload > 10_000 and frozen_after_reload != frozen_at_start
 
     # SIGTERM: exits cleanly; what was accepted is processed after a restart
     running.signal(signal.SIGTERM)
