@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.types import parse_duration
 from engine.gc_pauses import GcPauses
 from engine.links import LinkSigner
+from engine.log_lines import JsonFormatter
 from engine.metrics import Metrics
 from engine.outbox_stream import Stream
 from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
@@ -47,54 +47,6 @@ from engine.store.store import Store
 
 log = logging.getLogger("nurture.daemon")
 LEASE = timedelta(minutes=2)  # how long a claimed action is ours before another run may take it
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; email addresses redacted unless debug logging is on."""
-
-    def __init__(self, redact: bool = True) -> None:
-        super().__init__()
-        self.redact = redact
-
-    def format(self, record: logging.LogRecord) -> str:
-        refused = _refused_http(record)
-        if refused is not None:
-            return refused
-        message = record.getMessage()
-        line: dict[str, Any] = {
-            "time": round(record.created, 3),
-            "level": record.levelname,
-            "logger": record.name,
-        }
-        try:
-            fields = json.loads(message)
-            line.update(fields if isinstance(fields, dict) else {"msg": message})
-        except ValueError:
-            line["msg"] = message
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        text = json.dumps(line, default=str, sort_keys=True)
-        return _EMAIL.sub("<email>", text) if self.redact else text
-
-
-def _refused_http(record: logging.LogRecord) -> str | None:
-    """aiohttp logs a request its HTTP parser refused (already answered 400) as an ERROR with
-    the offending bytes, which may be a header carrying a token: one INFO line without them."""
-    from aiohttp.http_exceptions import HttpProcessingError
-    from aiohttp.web_protocol import RequestPayloadError
-
-    error = record.exc_info[1] if record.exc_info else None
-    if not isinstance(error, HttpProcessingError | RequestPayloadError):
-        return None
-    line = {
-        "time": round(record.created, 3),
-        "level": "INFO",
-        "logger": record.name,
-        "decision": "refused_http",
-        "error": type(error).__name__,
-    }
-    return json.dumps(line, sort_keys=True)
 
 
 def configure_logging(debug: bool) -> None:
@@ -103,6 +55,10 @@ def configure_logging(debug: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # the JSON line uses none of the caller's file and line, thread or process: skip
+    # gathering them for every record (the logging HOWTO's "Optimization")
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for noisy in ("aiohttp.access", "apscheduler", "sqlalchemy", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

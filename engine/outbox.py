@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from engine.clock import Clock
 from engine.errors import AdapterError, StoreError
 from engine.intake import AlertSettings
+from engine.log_lines import LogLine
 from engine.metrics import Metrics
 from engine.outage import WAITED, VendorHealth, family, release
 from engine.store import queries
@@ -99,18 +100,18 @@ def _log_outcome(write: _Write) -> None:
     if not log.isEnabledFor(level):
         return
     job = write.job
-    line = {
-        "decision": f"action_{'retry' if write.status == 'pending' else write.status}",
-        "event": job.event_id,
-        "action_id": job.id,
-        "rule": job.rule_id,
-        "action": job.action_type,
-        "key": job.idempotency_key,
-        "attempt": write.attempts,
-    }
+    line = LogLine(
+        decision=f"action_{'retry' if write.status == 'pending' else write.status}",
+        event=job.event_id,
+        action_id=job.id,
+        rule=job.rule_id,
+        action=job.action_type,
+        key=job.idempotency_key,
+        attempt=write.attempts,
+    )
     if write.error is not None:
         line["error"] = write.error
-    log.log(level, json.dumps(line, default=str))
+    log.log(level, line)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from engine.errors import AdapterError, StoreError
 from engine.events import Event
 from engine.intake import Accepted, Intake
 from engine.links import LinkRefused, LinkSigner
+from engine.log_lines import json_line
 from engine.metrics import Metrics
 from engine.store import queries
 from engine.store.store import Store
@@ -406,8 +407,3 @@ class WebhookServer:
         return web.Response(
             text=page.format("Thank you - we will keep you posted."), content_type="text/html"
         )
-
-
-def json_line(**fields: Any) -> str:
-    """One structured log line (the daemon's formatter adds time and level)."""
-    return json.dumps(fields, default=str, sort_keys=True)

@@ -14,7 +14,6 @@ per tick, so a backlog drains spread out instead of as one burst.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from engine.config.types import parse_duration
 from engine.evaluate import Evaluator, compile_expression, truthy
 from engine.events import StepContext
 from engine.local_actions import LocalActions, outbox_row
+from engine.log_lines import LogLine
 from engine.metrics import Metrics
 from engine.store import queries
 from engine.store.store import Store
@@ -126,7 +126,7 @@ class StepRunner:
         for row, outcome in zip(due, outcomes, strict=True):
             self.metrics.inc("nurture_steps_total", status=outcome.status)
             if logging_steps:
-                log.info(json.dumps(_step_line(outcome)))
+                log.info(LogLine(_step_line(outcome)))
             if outcome.status == "fired":
                 lag = (committed - row["due_at"]).total_seconds()
                 self.metrics.observe("nurture_step_lag_seconds", max(lag, 0.0))

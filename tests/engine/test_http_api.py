@@ -300,7 +300,7 @@ def test_a_request_the_http_parser_refuses_is_logged_without_its_bytes() -> None
 
     from aiohttp.http_exceptions import BadHttpMessage
 
-    from engine.daemon import JsonFormatter
+    from engine.log_lines import JsonFormatter
 
     try:
         raise BadHttpMessage("Invalid header value char: b'Authorization: Bearer s3cr3t\\x01'")

@@ -239,10 +239,10 @@ async def run(size: Size) -> Result:
 
 def leaks(log: str) -> list[str]:
     """Secret values and email addresses found in a daemon log (it must redact both)."""
-    from engine.daemon import _EMAIL
+    from engine.log_lines import EMAIL
 
     found = [f"secret {secret[:6]}..." for secret in SECRET_VALUES if secret in log]
-    found += [f"email {match.group(0)}" for match in _EMAIL.finditer(log)]
+    found += [f"email {match.group(0)}" for match in EMAIL.finditer(log)]
     return found
 
 
