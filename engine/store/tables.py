@@ -115,6 +115,7 @@ outbox = Table(
     Column("enrollment_id", Id, index=True),  # set for sequence steps: an exit skips them
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_order", "ordering_key", "id"),
+    Index("ix_outbox_trigger_finished", "trigger", "finished_at"),  # the sync error rate
     # what a claim walks, in id order: only the actions still waiting, however long the
     # history of done ones grows (the claim states CLAIMABLE_SQL as literals: see queries)
     Index(
@@ -202,6 +203,7 @@ enrollments = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True)),
     Index("ix_enrollments_candidate", "candidate_id", "status"),
+    Index("ix_enrollments_email", "email", "status"),  # a CRM event with no candidate linked
     Index(
         "uq_enrollments_active",
         "sequence_id",
