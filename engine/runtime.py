@@ -22,7 +22,7 @@ from engine.intake import AlertSettings, Intake
 from engine.links import LinkSigner
 from engine.local_actions import LocalActions
 from engine.metrics import Metrics
-from engine.outbox import Dispatcher, Handler, RetryPolicy
+from engine.outbox import CONCURRENCY, Dispatcher, Handler, RetryPolicy
 from engine.ports import AlertPort, AtsPort, ConsentPort, CrmPort, MailPort, NotifierPort
 from engine.sequences import Sequencer
 from engine.steps import StepRunner
@@ -62,7 +62,7 @@ class Runtime:
         *,
         retry: RetryPolicy | None = None,
         alerts: AlertSettings | None = None,
-        concurrency: int = 32,
+        concurrency: int = CONCURRENCY,
         lease: timedelta = timedelta(minutes=2),
         rng: random.Random | None = None,
         step_batch: int = 1000,
