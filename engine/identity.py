@@ -1,7 +1,12 @@
-"""Who an event is about: normalised emails and the ordering key of a person's actions."""
+"""Who an event is about: normalised emails, the ordering key of a person's actions, and the
+identity links (email -> CRM contact) an action learns."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from engine.events import Event
@@ -25,3 +30,36 @@ def ordering_key(event: Event, data: dict[str, Any]) -> str:
     if event.subject:
         return f"candidate:{event.subject}"
     return f"event:{event.source}:{event.id}"
+
+
+@dataclass(frozen=True)
+class IdentityLink:
+    """An email's CRM contact (and the ATS candidate it belongs to), learned by an action."""
+
+    email: str
+    contact_id: str
+    candidate_id: str | None
+
+
+_LEARNED: ContextVar[list[IdentityLink] | None] = ContextVar("nurture_learned", default=None)
+
+
+@contextmanager
+def learning() -> Iterator[list[IdentityLink]]:
+    """Collect what the action run inside learns (``learn``), for its outcome's transaction."""
+    learned: list[IdentityLink] = []
+    token = _LEARNED.set(learned)
+    try:
+        yield learned
+    finally:
+        _LEARNED.reset(token)
+
+
+def learn(link: IdentityLink) -> bool:
+    """Hand ``link`` to the outcome's transaction; False outside ``learning`` (the caller then
+    stores it itself)."""
+    learned = _LEARNED.get()
+    if learned is None:
+        return False
+    learned.append(link)
+    return True

@@ -18,7 +18,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from engine.clock import Clock
 from engine.errors import AdapterError, StoreError
+from engine.identity import IdentityLink, learning
 from engine.intake import AlertSettings
 from engine.log_lines import LogLine
 from engine.metrics import Metrics
@@ -92,6 +93,7 @@ class _Write:
     next_attempt_at: datetime | None = None
     outage: str | None = None  # this failure declared the vendor down: the alert's reason
     recovered: bool = False  # this answer ended the vendor's outage
+    links: tuple[IdentityLink, ...] = ()  # learned on the way, whatever the outcome
 
 
 _OUTCOME_LEVEL = {"dead": logging.ERROR, "pending": logging.WARNING}
@@ -228,7 +230,13 @@ class Dispatcher:
         await Stream(lambda: self, idle).run(stop, wake)
 
     async def _run(self, job: Claimed) -> _Write:
-        """Run one action; returns the outcome to record (recorded for the whole batch)."""
+        """Run one action; returns the outcome to record (recorded for the whole batch), with
+        the identity links it learned on the way, stored in that same transaction."""
+        with learning() as learned:
+            write = await self._attempt(job)
+        return replace(write, links=tuple(learned)) if learned else write
+
+    async def _attempt(self, job: Claimed) -> _Write:
         handler = self.handlers.get(job.action_type)
         error: str
         retry_after: float | None = None
@@ -331,6 +339,10 @@ class Dispatcher:
         now = self.clock.now()
         async with self.store.transaction() as conn:
             for write in writes:
+                for link in write.links:
+                    await queries.save_link(
+                        conn, link.email, link.contact_id, link.candidate_id, now
+                    )
                 await queries.finish_action(
                     conn,
                     write.job.id,

@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +21,8 @@ from adapters.hubspot.simulator import HubSpotSimulator
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.runtime import Runtime
+from engine.store import queries
+from engine.store.queries import Claimed
 from engine.store.store import Store
 from tests.engine.conftest import POSTGRES_URL
 from tests.engine.test_engine import WITHOUT_BROKEN_RULE, application
@@ -47,13 +50,16 @@ async def proxied() -> AsyncIterator[tuple[Store, TcpProxy]]:
         await admin.close()
 
 
-async def test_a_store_outage_mid_batch_neither_dead_letters_nor_waits_for_the_lease(
+async def test_a_store_outage_mid_call_keeps_the_outcome_and_its_link_until_the_store_is_back(
     proxied: tuple[Store, TcpProxy],
     hubspot: tuple[HubSpotSimulator, str],
     crm: HubSpotClient,
     clock: ManualClock,
     make_config: Callable[[str], ConfigSet],
 ) -> None:
+    """The contact was created while the store was away: that is a fact, recorded (with the
+    identity link the upsert learned, in the outcome's transaction) once the store is back,
+    neither dead-lettered nor left claimed until the lease expires."""
     store, proxy = proxied
     simulator = hubspot[0]
     simulator.latency = 0.3  # the vendor call is in flight when the store goes away
@@ -65,6 +71,44 @@ async def test_a_store_outage_mid_batch_neither_dead_letters_nor_waits_for_the_l
             await asyncio.sleep(0.01)
         await proxy.cut()
         await asyncio.sleep(1.0)  # the store stays away while the batch ends and records
+        assert not batch.done(), "the outcome was given up while the lease still held"
+        await proxy.restore()
+        outcomes = await batch
+        assert [o.status for o in outcomes] == ["done"]
+        assert await queries.contact_id_now(store, "maya@example.com") is not None
+        rest = await runtime.dispatcher.run_until_idle()
+    assert [o.status for o in rest] == ["done"]
+    assert simulator.stats()["contacts"] == 1 and simulator.stats()["sends"] == 1
+
+
+async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
+    proxied: tuple[Store, TcpProxy],
+    hubspot: tuple[HubSpotSimulator, str],
+    crm: HubSpotClient,
+    clock: ManualClock,
+    make_config: Callable[[str], ConfigSet],
+) -> None:
+    """A handler that reads the store after its vendor call (as the SMTP path does) and finds
+    it gone: our failure, not the action's; retried without spending an attempt."""
+    store, proxy = proxied
+    simulator = hubspot[0]
+    simulator.latency = 0.3
+    runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
+    upsert = runtime.dispatcher.handlers["crm.upsert_contact"]
+
+    async def upsert_then_read_the_store(job: Claimed) -> dict[str, Any]:
+        result = await upsert(job)
+        await queries.contact_id_now(store, "someone-else@example.com")
+        return result
+
+    runtime.dispatcher.handlers["crm.upsert_contact"] = upsert_then_read_the_store
+    async with asyncio.timeout(30):
+        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        batch = asyncio.create_task(runtime.dispatcher.run_once())
+        while simulator.stats()["requests"] == 0:
+            await asyncio.sleep(0.01)
+        await proxy.cut()
+        await asyncio.sleep(1.0)
         assert not batch.done(), "the outcome was given up while the lease still held"
         await proxy.restore()
         outcomes = await batch
