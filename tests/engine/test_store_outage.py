@@ -101,7 +101,10 @@ async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
         await queries.contact_id_now(store, "someone-else@example.com")
         return result
 
-    runtime.dispatcher.handlers["crm.upsert_contact"] = upsert_then_read_the_store
+    runtime.dispatcher.handlers = {
+        **runtime.dispatcher.handlers,
+        "crm.upsert_contact": upsert_then_read_the_store,
+    }
     async with asyncio.timeout(30):
         await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
         batch = asyncio.create_task(runtime.dispatcher.run_once())
