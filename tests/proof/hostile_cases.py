@@ -89,10 +89,20 @@ def _quiet_seed(source: str) -> Any:
     return document
 
 
+def lever_signable(document: Any) -> bool:
+    """Lever signs the body's ``token``: only an object with a non-empty string one can carry a
+    signature (the daemon answers 401 ``signature_missing`` to an empty token, as to none)."""
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("token"), str)
+        and bool(document["token"])
+    )
+
+
 def _signed(target: Target, source: str, document: Any, **sign: Any) -> Case:
-    """``document`` signed as ``source`` would (Lever: only a JSON object can carry it)."""
+    """``document`` signed as ``source`` would (Lever: see ``lever_signable``)."""
     if source == "lever":
-        if isinstance(document, dict) and isinstance(document.get("token"), str):
+        if lever_signable(document):
             body = target.lever_body(document, **sign)
             return Case("", source, "", [("Content-Type", "application/json")], body, SIGNED_OK)
         body = json.dumps(document).encode()

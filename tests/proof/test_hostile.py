@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from tests.proof import hostile, schemathesis_run, security
+from tests.proof.hostile_cases import lever_signable
 from tests.proof.results import Result, Size, table
 
 SCENARIOS: dict[str, Callable[[Size], Awaitable[Result]]] = {
@@ -34,3 +35,12 @@ def test_the_log_scan_finds_a_secret_and_an_address() -> None:
     found = hostile.leaks(line)
     assert len(found) == 2 and "maya.lopez+jobs@example.co.uk" in found[1]
     assert hostile.leaks('{"msg": "to <email>"}') == []
+
+
+def test_a_lever_body_with_an_empty_token_is_expected_to_be_refused() -> None:
+    """The full fuzz once drew ``{"token": ""}``, signed it and expected it accepted; the daemon
+    rightly answered 401 (no token), and the scenario reported a broken invariant."""
+    assert not lever_signable({"token": ""})
+    assert not lever_signable({"token": 7})
+    assert not lever_signable(["token"])
+    assert lever_signable({"token": " "})
