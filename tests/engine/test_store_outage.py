@@ -20,6 +20,7 @@ from adapters.hubspot.client import HubSpotClient
 from adapters.hubspot.simulator import HubSpotSimulator
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
+from engine.outbox import Outcome
 from engine.runtime import Runtime
 from engine.store import queries
 from engine.store.queries import Claimed
@@ -50,6 +51,23 @@ async def proxied() -> AsyncIterator[tuple[Store, TcpProxy]]:
         await admin.close()
 
 
+async def _one_batch_with_the_store_cut_mid_call(
+    runtime: Runtime, simulator: HubSpotSimulator, proxy: TcpProxy
+) -> list[Outcome]:
+    """One application's first batch, with the store cut for a second while its vendor call is
+    in flight (the simulator answers after 0.3 s); the batch must still hold its outcome then."""
+    simulator.latency = 0.3
+    await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+    batch = asyncio.create_task(runtime.dispatcher.run_once())
+    while simulator.stats()["requests"] == 0:  # the handler has reached the vendor
+        await asyncio.sleep(0.01)
+    await proxy.cut()
+    await asyncio.sleep(1.0)  # the store stays away while the batch ends and records
+    assert not batch.done(), "the outcome was given up while the lease still held"
+    await proxy.restore()
+    return await batch
+
+
 async def test_a_store_outage_mid_call_keeps_the_outcome_and_its_link_until_the_store_is_back(
     proxied: tuple[Store, TcpProxy],
     hubspot: tuple[HubSpotSimulator, str],
@@ -62,18 +80,9 @@ async def test_a_store_outage_mid_call_keeps_the_outcome_and_its_link_until_the_
     neither dead-lettered nor left claimed until the lease expires."""
     store, proxy = proxied
     simulator = hubspot[0]
-    simulator.latency = 0.3  # the vendor call is in flight when the store goes away
     runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
     async with asyncio.timeout(30):
-        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
-        batch = asyncio.create_task(runtime.dispatcher.run_once())
-        while simulator.stats()["requests"] == 0:  # the handler has reached the vendor
-            await asyncio.sleep(0.01)
-        await proxy.cut()
-        await asyncio.sleep(1.0)  # the store stays away while the batch ends and records
-        assert not batch.done(), "the outcome was given up while the lease still held"
-        await proxy.restore()
-        outcomes = await batch
+        outcomes = await _one_batch_with_the_store_cut_mid_call(runtime, simulator, proxy)
         assert [o.status for o in outcomes] == ["done"]
         assert await queries.contact_id_now(store, "maya@example.com") is not None
         rest = await runtime.dispatcher.run_until_idle()
@@ -92,7 +101,6 @@ async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
     it gone: our failure, not the action's; retried without spending an attempt."""
     store, proxy = proxied
     simulator = hubspot[0]
-    simulator.latency = 0.3
     runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
     upsert = runtime.dispatcher.handlers["crm.upsert_contact"]
 
@@ -106,15 +114,7 @@ async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
         "crm.upsert_contact": upsert_then_read_the_store,
     }
     async with asyncio.timeout(30):
-        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
-        batch = asyncio.create_task(runtime.dispatcher.run_once())
-        while simulator.stats()["requests"] == 0:
-            await asyncio.sleep(0.01)
-        await proxy.cut()
-        await asyncio.sleep(1.0)
-        assert not batch.done(), "the outcome was given up while the lease still held"
-        await proxy.restore()
-        outcomes = await batch
+        outcomes = await _one_batch_with_the_store_cut_mid_call(runtime, simulator, proxy)
         assert [o.status for o in outcomes] == ["pending"]  # retried, not dead-lettered
         assert "store unreachable, not counted" in str(outcomes[0].error)
         clock.advance(timedelta(minutes=1))
