@@ -188,6 +188,41 @@ async def test_create_after_a_crash_before_the_link_finds_the_existing_contact(
     assert simulator.state.contacts[existing]["firstname"] == "Maya"
 
 
+async def test_a_learned_link_is_kept_when_the_action_fails_after_learning_it(
+    runtime_for: Callable[..., Runtime],
+    hubspot: tuple[HubSpotSimulator, str],
+    crm: HubSpotClient,
+    store: Store,
+) -> None:
+    """The upsert learns the contact (the create finds the email taken), then its update fails:
+    the link is stored with the retry's outcome, so the retry does not have to search again."""
+    simulator = hubspot[0]
+    simulator.search_delay = 60  # search cannot see the contact: only the 409 names it
+    existing = await crm.create_contact({"email": "maya@example.com"})
+    simulator.fail_next(500, path_prefix=f"/crm/v3/objects/contacts/{existing}")
+    runtime = runtime_for()
+    async with asyncio.timeout(TIMEOUT):
+        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        first = await runtime.dispatcher.run_once()
+    assert [o.status for o in first] == ["pending"]
+    assert await queries.contact_id_now(store, "maya@example.com") == existing
+
+
+async def test_a_handler_called_outside_the_outbox_stores_its_link_itself(
+    runtime_for: Callable[..., Runtime], clock: ManualClock, store: Store
+) -> None:
+    """Inside the outbox a link waits for the outcome's transaction; a direct call (no outcome
+    to record) writes it at once rather than losing it."""
+    runtime = runtime_for()
+    async with asyncio.timeout(TIMEOUT):
+        await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        now = clock.now()
+        async with store.transaction() as conn:
+            [job] = await queries.claim_actions(conn, now, now + timedelta(minutes=2), 10)
+        result = await runtime.dispatcher.handlers["crm.upsert_contact"](job)
+    assert await queries.contact_id_now(store, "maya@example.com") == result["contact_id"]
+
+
 async def test_429_with_retry_after_is_waited_out_then_succeeds(
     runtime_for: Callable[..., Runtime],
     hubspot: tuple[HubSpotSimulator, str],
