@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -51,38 +52,54 @@ async def proxied() -> AsyncIterator[tuple[Store, TcpProxy]]:
         await admin.close()
 
 
-async def _one_batch_with_the_store_cut_mid_call(
-    runtime: Runtime, simulator: HubSpotSimulator, proxy: TcpProxy
-) -> list[Outcome]:
-    """One application's first batch, with the store cut for a second while its vendor call is
-    in flight (the simulator answers after 0.3 s); the batch must still hold its outcome then."""
-    simulator.latency = 0.3
-    await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
-    batch = asyncio.create_task(runtime.dispatcher.run_once())
-    while simulator.stats()["requests"] == 0:  # the handler has reached the vendor
-        await asyncio.sleep(0.01)
-    await proxy.cut()
-    await asyncio.sleep(1.0)  # the store stays away while the batch ends and records
-    assert not batch.done(), "the outcome was given up while the lease still held"
-    await proxy.restore()
-    return await batch
+@dataclass
+class Outage:
+    """A runtime on the proxied store, and the means to cut the store mid-call."""
+
+    store: Store
+    proxy: TcpProxy
+    simulator: HubSpotSimulator
+    clock: ManualClock
+    runtime: Runtime
+
+    async def one_batch_with_the_store_cut_mid_call(self) -> list[Outcome]:
+        """One application's first batch, with the store cut for a second while its vendor
+        call is in flight (the simulator answers after 0.3 s); the batch must still hold its
+        outcome then."""
+        self.simulator.latency = 0.3
+        await self.runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        batch = asyncio.create_task(self.runtime.dispatcher.run_once())
+        while self.simulator.stats()["requests"] == 0:  # the handler has reached the vendor
+            await asyncio.sleep(0.01)
+        await self.proxy.cut()
+        await asyncio.sleep(1.0)  # the store stays away while the batch ends and records
+        assert not batch.done(), "the outcome was given up while the lease still held"
+        await self.proxy.restore()
+        return await batch
 
 
-async def test_a_store_outage_mid_call_keeps_the_outcome_and_its_link_until_the_store_is_back(
+@pytest.fixture
+def outage(
     proxied: tuple[Store, TcpProxy],
     hubspot: tuple[HubSpotSimulator, str],
     crm: HubSpotClient,
     clock: ManualClock,
     make_config: Callable[[str], ConfigSet],
+) -> Outage:
+    store, proxy = proxied
+    runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
+    return Outage(store, proxy, hubspot[0], clock, runtime)
+
+
+async def test_a_store_outage_mid_call_keeps_the_outcome_and_its_link_until_the_store_is_back(
+    outage: Outage,
 ) -> None:
     """The contact was created while the store was away: that is a fact, recorded (with the
     identity link the upsert learned, in the outcome's transaction) once the store is back,
     neither dead-lettered nor left claimed until the lease expires."""
-    store, proxy = proxied
-    simulator = hubspot[0]
-    runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
+    store, runtime, simulator = outage.store, outage.runtime, outage.simulator
     async with asyncio.timeout(30):
-        outcomes = await _one_batch_with_the_store_cut_mid_call(runtime, simulator, proxy)
+        outcomes = await outage.one_batch_with_the_store_cut_mid_call()
         assert [o.status for o in outcomes] == ["done"]
         assert await queries.contact_id_now(store, "maya@example.com") is not None
         rest = await runtime.dispatcher.run_until_idle()
@@ -91,17 +108,11 @@ async def test_a_store_outage_mid_call_keeps_the_outcome_and_its_link_until_the_
 
 
 async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
-    proxied: tuple[Store, TcpProxy],
-    hubspot: tuple[HubSpotSimulator, str],
-    crm: HubSpotClient,
-    clock: ManualClock,
-    make_config: Callable[[str], ConfigSet],
+    outage: Outage,
 ) -> None:
     """A handler that reads the store after its vendor call (as the SMTP path does) and finds
     it gone: our failure, not the action's; retried without spending an attempt."""
-    store, proxy = proxied
-    simulator = hubspot[0]
-    runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
+    store, runtime, simulator = outage.store, outage.runtime, outage.simulator
     upsert = runtime.dispatcher.handlers["crm.upsert_contact"]
 
     async def upsert_then_read_the_store(job: Claimed) -> dict[str, Any]:
@@ -114,10 +125,10 @@ async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
         "crm.upsert_contact": upsert_then_read_the_store,
     }
     async with asyncio.timeout(30):
-        outcomes = await _one_batch_with_the_store_cut_mid_call(runtime, simulator, proxy)
+        outcomes = await outage.one_batch_with_the_store_cut_mid_call()
         assert [o.status for o in outcomes] == ["pending"]  # retried, not dead-lettered
         assert "store unreachable, not counted" in str(outcomes[0].error)
-        clock.advance(timedelta(minutes=1))
+        outage.clock.advance(timedelta(minutes=1))
         rest = await runtime.dispatcher.run_until_idle()
     assert [o.status for o in rest] == ["done", "done"]
     assert simulator.stats()["contacts"] == 1 and simulator.stats()["sends"] == 1
