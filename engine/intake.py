@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,9 +24,12 @@ from engine.events import Event
 from engine.identity import normalise_email, ordering_key
 from engine.local_actions import LocalActions, outbox_row
 from engine.sequences import Sequencer
+from engine.steps import Fired, StepRunner
 from engine.store import queries
 from engine.store.prepared import savepoint
 from engine.store.store import Store
+
+log = logging.getLogger("nurture.intake")
 
 
 def plain_copy(value: Any) -> Any:
@@ -68,6 +72,7 @@ class Intake:
         *,
         config: ConfigSet,
         sequencer: Sequencer,
+        steps: StepRunner | None = None,
         max_group: int = 64,
     ) -> None:
         self.store = store
@@ -76,6 +81,7 @@ class Intake:
         self.alerts = alerts or AlertSettings()
         self.config = config
         self.sequencer = sequencer
+        self.steps = steps  # fires Day-0 steps in the enrolling transaction; None: the tick does
         self.local = LocalActions(sequencer)
         self.max_group = max_group
         self._waiting: list[tuple[Event, asyncio.Future[Accepted]]] = []
@@ -87,6 +93,8 @@ class Intake:
         Events arriving together share one transaction (group commit): a single writer takes
         every event waiting at that moment, runs each in its own savepoint (one bad event
         fails alone) and commits once. Each caller still returns only after that commit.
+        Steps the group's enrolments made due at once (the Day-0 welcome) fire in the same
+        transaction, so the first touch is queued with the event that earned it.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Accepted] = loop.create_future()
@@ -99,14 +107,18 @@ class Intake:
         while self._waiting:
             group, self._waiting = self._waiting[: self.max_group], self._waiting[self.max_group :]
             results: list[tuple[asyncio.Future[Accepted], Accepted | BaseException]] = []
+            due_now: list[int] = []
             try:
                 async with self.store.transaction() as conn:
                     for event, waiter in group:
                         try:
                             async with savepoint(conn):
-                                results.append((waiter, await self._accept_in(conn, event)))
+                                results.append(
+                                    (waiter, await self._accept_in(conn, event, due_now))
+                                )
                         except Exception as exc:  # this event fails; the others commit
                             results.append((waiter, exc))
+                    fired = await self._fire_due(conn, due_now)
             except BaseException as exc:  # the commit itself failed: nobody was accepted
                 for _, waiter in group:
                     if not waiter.done():
@@ -118,6 +130,8 @@ class Intake:
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            if self.steps is not None:
+                self.steps.report(fired)
             for waiter, outcome in results:
                 if waiter.done():
                     continue
@@ -126,7 +140,19 @@ class Intake:
                 else:
                     waiter.set_result(outcome)
 
-    async def _accept_in(self, conn: Any, event: Event) -> Accepted:
+    async def _fire_due(self, conn: Any, due_now: list[int]) -> Fired:
+        """Fire the group's Day-0 steps; if that fails, they stay pending for the tick and
+        the events still commit."""
+        if self.steps is None or not due_now:
+            return Fired()
+        try:
+            async with savepoint(conn):
+                return await self.steps.fire_enrolled(conn, due_now, self.clock.now())
+        except Exception:
+            log.exception("firing due steps at enrolment failed; the step tick will")
+            return Fired()
+
+    async def _accept_in(self, conn: Any, event: Event, due_now: list[int]) -> Accepted:
         now = self.clock.now()
         data = plain_copy(event.data)
         rules = self.rules  # one config version for the whole event, even across a reload
@@ -187,7 +213,7 @@ class Intake:
             for a in d.actions
         ]
         for row in rows:
-            await self.local.apply(conn, row, data, subject, now)
+            await self.local.apply(conn, row, data, subject, now, due_now)
         queued = await queries.insert_actions(conn, rows)
         for decision in decisions:
             if decision.error is not None:

@@ -80,8 +80,10 @@ class LocalActions:
         data: dict[str, Any],
         candidate_id: str | None,
         now: datetime,
+        due_now: list[int] | None = None,
     ) -> None:
-        """Run a local action now and mark its row done (or dead); others are left queued."""
+        """Run a local action now and mark its row done (or dead); others are left queued.
+        An enrolment with a step due at once is noted in ``due_now`` (``Sequencer.enroll``)."""
         kind = row["action_type"]
         if kind not in LOCAL_TYPES:
             return
@@ -108,6 +110,7 @@ class LocalActions:
                 candidate_id,
                 email,
                 now,
+                due_now,
             )
             result = {"outcome": outcome}
         else:

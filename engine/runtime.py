@@ -96,13 +96,16 @@ class Runtime:
             rng=rng,
             metrics=metrics,
         )
+        steps = StepRunner(
+            store, config, clock, LocalActions(sequencer), batch=step_batch, metrics=metrics
+        )
         return cls(
             store=store,
             rules=rules,
-            intake=Intake(store, rules, clock, settings, config=config, sequencer=sequencer),
+            intake=Intake(
+                store, rules, clock, settings, config=config, sequencer=sequencer, steps=steps
+            ),
             dispatcher=dispatcher,
             alerts=AlertSender(store, alert_targets, clock),
-            steps=StepRunner(
-                store, config, clock, LocalActions(sequencer), batch=step_batch, metrics=metrics
-            ),
+            steps=steps,
         )

@@ -180,8 +180,13 @@ class Sequencer:
         candidate_id: str | None,
         email: str | None,
         now: datetime,
+        due_now: list[int] | None = None,
     ) -> str:
-        """Enrol (or reschedule); returns what happened, for the audit trail."""
+        """Enrol (or reschedule); returns what happened, for the audit trail.
+
+        A new enrolment with a step already due (Day 0) is added to ``due_now``, for the
+        caller to fire in the same transaction (``StepRunner.fire_enrolled``).
+        """
         compiled = self.compiled[sequence_id]
         sequence = compiled.sequence
         if candidate_id is None:
@@ -213,17 +218,15 @@ class Sequencer:
         steps = sequence.steps
         if start_at_step is not None:
             steps = steps[[s.id for s in steps].index(start_at_step) :]
+        due = {step.id: self._due(compiled, step.id, step.at, data, now) for step in steps}
         rows = [
-            {
-                "step_id": step.id,
-                "occurrence": 0,
-                "due_at": self._due(compiled, step.id, step.at, data, now),
-                "status": "pending",
-            }
-            for step in steps
+            {"step_id": step, "occurrence": 0, "due_at": due_at, "status": "pending"}
+            for step, due_at in due.items()
         ]
         row = _new_enrolment(sequence, candidate_id, key, email, exclusive, data, now)
-        await queries.insert_enrollment(conn, row, rows)
+        enrollment_id = await queries.insert_enrollment(conn, row, rows)
+        if due_now is not None and any(due_at <= now for due_at in due.values()):
+            due_now.append(enrollment_id)
         return f"enrolled ({len(rows)} step(s))"
 
     async def enroll_many(

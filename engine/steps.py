@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.clock import Clock
@@ -33,14 +32,8 @@ from engine.events import StepContext
 from engine.local_actions import LocalActions, outbox_row
 from engine.log_lines import LogLine
 from engine.metrics import Metrics
-from engine.store import queries
+from engine.store import queries, step_queries
 from engine.store.store import Store
-from engine.store.tables import (
-    candidate_snapshots,
-    enrollment_steps,
-    enrollments,
-    jobs,
-)
 
 log = logging.getLogger("nurture.steps")
 SKIP_TOLERANCE = timedelta(minutes=1)
@@ -55,6 +48,14 @@ class StepOutcome:
     status: str  # fired skipped cancelled
     reason: str | None = None
     action: str | None = None
+
+
+@dataclass
+class Fired:
+    """Steps one transaction fired (their rows as claimed) and what happened to each."""
+
+    rows: list[Any] = field(default_factory=list)
+    outcomes: list[StepOutcome] = field(default_factory=list)
 
 
 def _step_line(outcome: StepOutcome) -> dict[str, Any]:
@@ -107,30 +108,45 @@ class StepRunner:
         """
         now = self.clock.now()
         async with self.store.transaction() as conn:
-            query = (
-                select(enrollment_steps)
-                .where(enrollment_steps.c.status == "pending", enrollment_steps.c.due_at <= now)
-                .order_by(enrollment_steps.c.due_at, enrollment_steps.c.id)
-                .limit(self.batch if limit is None else limit)
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            due = (await conn.execute(query)).mappings().all()
-            if not due:
-                return []
-            tick = await _Tick.load(conn, due)
-            outcomes = [await self._fire(conn, tick, row, now) for row in due]
-            await tick.flush(conn, now)
+            due = await step_queries.due_steps(conn, now, self.batch if limit is None else limit)
+            fired = await self._fire_rows(conn, due, now)
+        self.report(fired)
+        return fired.outcomes
+
+    async def fire_enrolled(
+        self, conn: AsyncConnection, enrollment_ids: list[int], now: datetime
+    ) -> Fired:
+        """Fire, inside the caller's transaction, the steps of these (just made) enrolments
+        that are already due: the Day-0 welcome goes out with the application that caused
+        it instead of waiting for the next tick. ``report`` it once that transaction
+        commits; whatever this does not fire, the tick does."""
+        if not enrollment_ids:
+            return Fired()
+        return await self._fire_rows(
+            conn, await step_queries.due_steps_of(conn, enrollment_ids, now), now
+        )
+
+    async def _fire_rows(self, conn: AsyncConnection, due: list[Any], now: datetime) -> Fired:
+        if not due:
+            return Fired()
+        tick = await _Tick.load(conn, due)
+        outcomes = [await self._fire(conn, tick, row, now) for row in due]
+        await tick.flush(conn, now)
+        return Fired(due, outcomes)
+
+    def report(self, fired: Fired) -> None:
+        """Metrics and log lines for steps whose transaction has committed."""
+        if not fired.outcomes:
+            return
         committed = self.clock.now()
         logging_steps = log.isEnabledFor(logging.INFO)
-        for row, outcome in zip(due, outcomes, strict=True):
+        for row, outcome in zip(fired.rows, fired.outcomes, strict=True):
             self.metrics.inc("nurture_steps_total", status=outcome.status)
             if logging_steps:
                 log.info(LogLine(_step_line(outcome)))
             if outcome.status == "fired":
                 lag = (committed - row["due_at"]).total_seconds()
                 self.metrics.observe("nurture_step_lag_seconds", max(lag, 0.0))
-        return outcomes
 
     async def run_tick(self) -> list[StepOutcome]:
         """What the timekeeper runs each second: up to ``batch`` due steps, in transactions
@@ -315,26 +331,13 @@ class _Tick:
     _roles: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
     @classmethod
-    async def load(cls, conn: AsyncConnection, due: Any) -> _Tick:
-        ids = sorted({int(row["enrollment_id"]) for row in due})
-        # locked in id order on PostgreSQL: firings of one enrolment take turns, so the last
-        # one sees the others and completes it; the order keeps two runners from deadlocking
-        query = _locked(
-            conn, select(enrollments).where(enrollments.c.id.in_(ids)).order_by(enrollments.c.id)
+    async def load(cls, conn: AsyncConnection, due: list[Any]) -> _Tick:
+        found = await step_queries.enrolments_by_id(
+            conn, list({int(row["enrollment_id"]) for row in due})
         )
-        found = {int(r["id"]): r for r in (await conn.execute(query)).mappings().all()}
-        candidates = sorted({str(r["candidate_id"]) for r in found.values()})
-        snapshots = {
-            str(candidate_id): candidate
-            for candidate_id, candidate in (
-                await conn.execute(
-                    select(
-                        candidate_snapshots.c.candidate_id, candidate_snapshots.c.candidate
-                    ).where(candidate_snapshots.c.candidate_id.in_(candidates))
-                )
-            ).all()
-        }
-        return cls(found, snapshots)
+        by_id = {int(r["id"]): r for r in found}
+        candidates = sorted({str(r["candidate_id"]) for r in found})
+        return cls(by_id, await step_queries.snapshots_of(conn, candidates))
 
     async def roles(self, conn: AsyncConnection, job: dict[str, Any]) -> list[Any]:
         department = job.get("department")
@@ -342,63 +345,15 @@ class _Tick:
             return []
         key = (str(department), str(job.get("id")))
         if key not in self._roles:
-            self._roles[key] = list(
-                (
-                    await conn.execute(
-                        select(jobs.c.job)
-                        .where(
-                            jobs.c.status == "open",
-                            jobs.c.department == department,
-                            jobs.c.job_id != str(job.get("id")),
-                        )
-                        .order_by(jobs.c.updated_at.desc())
-                        .limit(3)
-                    )
-                ).scalars()
-            )
+            self._roles[key] = await step_queries.open_roles(conn, *key)
         return self._roles[key]
 
     async def flush(self, conn: AsyncConnection, now: datetime) -> None:
         if self.actions:
             await queries.insert_actions(conn, self.actions)
-        if self.step_updates:
-            await conn.execute(
-                update(enrollment_steps)
-                .where(enrollment_steps.c.id == bindparam("step_pk"))
-                .values(
-                    status=bindparam("new_status"),
-                    reason=bindparam("new_reason"),
-                    fired_at=bindparam("new_fired"),
-                ),
-                self.step_updates,
-            )
-        if self.next_steps:
-            await conn.execute(
-                queries._insert(conn, enrollment_steps).on_conflict_do_nothing(
-                    index_elements=["enrollment_id", "step_id", "occurrence"]
-                ),
-                self.next_steps,
-            )
-        if self.touched:
-            pending = select(enrollment_steps.c.id).where(
-                enrollment_steps.c.enrollment_id == enrollments.c.id,
-                enrollment_steps.c.status == "pending",
-            )
-            await conn.execute(
-                update(enrollments)
-                .where(
-                    enrollments.c.id.in_(sorted(self.touched)),
-                    enrollments.c.status == "active",
-                    ~pending.exists(),
-                )
-                .values(status="completed", reason="all steps done", ended_at=now)
-            )
-
-
-def _locked(conn: AsyncConnection, query: Any) -> Any:
-    """Firings of one enrolment take turns on PostgreSQL, so the last one sees the others and
-    completes the enrolment (two runners firing its last two steps both saw one pending)."""
-    return query.with_for_update() if conn.dialect.name == "postgresql" else query
+        await step_queries.set_step_statuses(conn, self.step_updates)
+        await step_queries.add_next_occurrences(conn, self.next_steps)
+        await step_queries.complete_if_done(conn, list(self.touched), now)
 
 
 def _params(action: ActionBase) -> dict[str, Any]:

@@ -515,7 +515,7 @@ def _claimable(table: Any) -> Any:
 
 def _exactly_once(sql: str, old: str, new: str) -> str:
     if sql.count(old) != 1:  # SQLAlchemy renders differently: fail loudly, not slowly
-        raise RuntimeError(f"expected {old!r} once in the claim query:\n{sql}")
+        raise RuntimeError(f"expected {old!r} once in the query:\n{sql}")
     return sql.replace(old, new)
 
 

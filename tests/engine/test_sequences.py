@@ -320,6 +320,79 @@ async def test_steps_fire_at_their_due_time_and_not_before(
     assert (await engine.enrollments())[0]["status"] == "completed"
 
 
+DAY_ZERO = f"""\
+version: 1
+rules:
+{enrol_rule("enrol", "ats.application.created", "welcome")}
+sequences:
+  - id: welcome
+    description: a receipt at once, a note later
+    exit_on: [ats.application.rejected]
+    steps:
+      - {{id: receipt, at: 0d, do: {send("note")}}}
+      - {{id: later, at: 3d, do: {send("note-2")}}}
+"""
+
+
+async def test_a_step_due_at_enrolment_is_queued_in_the_enrolling_transaction(
+    harness: Callable[..., Harness],
+) -> None:
+    engine = harness(DAY_ZERO)
+    await engine.accept("ats.application.created", "c1")
+    # no tick has run: the accept alone fired the Day-0 step and queued its email
+    enrollment_id = (await engine.enrollment("welcome", "c1"))["id"]
+    assert {s["step_id"]: s["status"] for s in await engine.steps()} == {
+        "receipt": "fired",
+        "later": "pending",
+    }
+    (queued,) = await engine.rows(outbox, outbox.c.action_type == "crm.send_email")
+    assert queued["idempotency_key"] == f"{enrollment_id}:receipt:0"
+    assert queued["status"] == "pending" and queued["next_attempt_at"] == START
+    steps = engine.runtime.steps.metrics
+    assert steps.value("nurture_steps_total", status="fired") == 1
+    assert await engine.runtime.steps.run_due() == []
+    await engine.run()
+    assert engine.sends() == [("note", START)]
+
+
+async def test_when_firing_at_enrolment_fails_the_event_commits_and_the_tick_fires_the_step(
+    harness: Callable[..., Harness], store: Store
+) -> None:
+    engine = harness(DAY_ZERO)
+    postgres = store.engine.dialect.name == "postgresql"
+    refuse = (
+        [
+            "CREATE FUNCTION refuse_firing() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'no firing now'; END $$",
+            "CREATE TRIGGER refuse_firing BEFORE UPDATE ON enrollment_steps FOR EACH ROW "
+            "WHEN (NEW.status = 'fired') EXECUTE FUNCTION refuse_firing()",
+        ]
+        if postgres
+        else [
+            "CREATE TRIGGER refuse_firing BEFORE UPDATE ON enrollment_steps "
+            "WHEN NEW.status = 'fired' BEGIN SELECT RAISE(ABORT, 'no firing now'); END"
+        ]
+    )
+    allow = (
+        ["DROP TRIGGER refuse_firing ON enrollment_steps", "DROP FUNCTION refuse_firing()"]
+        if postgres
+        else ["DROP TRIGGER refuse_firing"]
+    )
+    async with store.transaction() as conn:
+        for statement in refuse:
+            await conn.exec_driver_sql(statement)
+    accepted = await engine.accept("ats.application.created", "c1")
+    assert accepted.event_id is not None and not accepted.duplicate
+    assert [s["status"] for s in await engine.steps()] == ["pending", "pending"]
+    assert await engine.rows(outbox, outbox.c.action_type == "crm.send_email") == []
+
+    async with store.transaction() as conn:
+        for statement in allow:
+            await conn.exec_driver_sql(statement)
+    assert [o.step_id for o in await engine.run()] == ["receipt"]
+    assert engine.sends() == [("note", START)]
+
+
 MISFIRE = f"""\
 version: 1
 rules:
@@ -365,14 +438,15 @@ async def test_a_step_in_the_past_at_enrolment_follows_its_misfire_policy(
     await engine.accept(
         "ats.interview.scheduled", "c1", interview=interview("i1", START + 20 * HOUR)
     )
-    outcomes = {o.step_id: o for o in await engine.run()}
-    assert {k: o.status for k, o in outcomes.items()} == {
+    # decided in the enrolling transaction: nothing is left for the tick
+    assert await engine.run() == []
+    steps = {s["step_id"]: s for s in await engine.steps()}
+    assert {k: s["status"] for k, s in steps.items()} == {
         "late-in-grace": "fired",  # 4 h late, grace 12 h
         "late-beyond-grace": "skipped",  # 28 h late
         "skip-a-bit-late": "fired",  # 30 s late: under the one-minute tolerance
         "skip-too-late": "skipped",  # 2 h late
     }
-    steps = {s["step_id"]: s for s in await engine.steps()}
     assert steps["late-beyond-grace"]["status"] == "skipped"
     assert steps["late-beyond-grace"]["reason"] == "missed by 1 day, 4:00:00 (send_late, grace 12h)"
     assert steps["skip-too-late"]["status"] == "skipped"
