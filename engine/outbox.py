@@ -157,16 +157,40 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.health = health or VendorHealth()
         self.in_flight: set[int] = set()  # claimed by this process, outcome not yet recorded
+        self._unanswered: list[datetime] = []  # leases of claims whose commit never answered
+
+    async def claim(self, limit: int, *, sweep: bool = True) -> tuple[list[Claimed], datetime]:
+        """Claim up to ``limit`` due actions under a lease; returns them and the lease's end.
+
+        A claim whose transaction fails may still have committed (PostgreSQL ran the COMMIT
+        and the connection broke before its answer came back): those actions would sit
+        "running", holding back each person's later actions, until the lease ran out. Each
+        failed claim's lease end is kept, and the next claim that commits first hands back
+        whatever is still running under it and was not started here.
+        """
+        now = self.clock.now()
+        lease_until = now + self.lease
+        try:
+            async with self.store.transaction() as conn:
+                if self._unanswered:
+                    await queries.release_unanswered_claims(
+                        conn, self._unanswered, sorted(self.in_flight)
+                    )
+                if sweep:
+                    await queries.release_expired_leases(conn, now)
+                claimed = await queries.claim_actions(conn, now, lease_until, limit)
+        except BaseException:  # an expired lease is the sweep's: keep only the live ones
+            self._unanswered = [*(u for u in self._unanswered if u > now), lease_until]
+            raise
+        self._unanswered.clear()
+        self.in_flight.update(job.id for job in claimed)
+        return claimed, lease_until
 
     async def run_once(self, limit: int = 64) -> list[Outcome]:
         """Claim one batch and run it to completion; returns what happened to each action."""
-        now = self.clock.now()
-        async with self.store.transaction() as conn:
-            await queries.release_expired_leases(conn, now)
-            claimed = await queries.claim_actions(conn, now, now + self.lease, limit)
+        claimed, lease_until = await self.claim(limit)
         if not claimed:
             return []
-        self.in_flight.update(job.id for job in claimed)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def run(job: Claimed) -> _Write:
@@ -174,7 +198,7 @@ class Dispatcher:
                 return await self._run(job)
 
         writes = list(await asyncio.gather(*(run(job) for job in claimed)))
-        outcomes = await self._record_within_lease(writes, now + self.lease)
+        outcomes = await self._record_within_lease(writes, lease_until)
         self.in_flight.difference_update(job.id for job in claimed)
         return outcomes
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from engine.outbox import Dispatcher, _Write
-from engine.store import queries
 from engine.store.queries import Claimed
 
 log = logging.getLogger("nurture.outbox")
@@ -95,13 +94,11 @@ class Stream:
 
     async def _claim(self, dispatcher: Dispatcher, limit: int) -> list[Claimed]:
         now = dispatcher.clock.now()
-        async with dispatcher.store.transaction() as conn:
-            if self._swept_at is None or now - self._swept_at >= LEASE_SWEEP_EVERY:
-                await queries.release_expired_leases(conn, now)
-                self._swept_at = now
-            claimed = await queries.claim_actions(conn, now, now + dispatcher.lease, limit)
-        dispatcher.in_flight.update(job.id for job in claimed)
-        self._leases.update((job.id, now + dispatcher.lease) for job in claimed)
+        sweep = self._swept_at is None or now - self._swept_at >= LEASE_SWEEP_EVERY
+        claimed, lease_until = await dispatcher.claim(limit, sweep=sweep)
+        if sweep:
+            self._swept_at = now
+        self._leases.update((job.id, lease_until) for job in claimed)
         return claimed
 
     def _start(self, dispatcher: Dispatcher, job: Claimed) -> None:

@@ -493,6 +493,23 @@ async def release_expired_leases(conn: AsyncConnection, now: datetime) -> int:
     return (await conn.execute(statement)).rowcount or 0
 
 
+async def release_unanswered_claims(
+    conn: AsyncConnection, leases: list[datetime], started: list[int]
+) -> int:
+    """Give back actions still running under these leases (claims whose commit never
+    answered), except those this process ``started``: nobody runs them until the lease ends."""
+    statement = (
+        update(outbox)
+        .where(
+            outbox.c.status == "running",
+            outbox.c.lease_until.in_(leases),
+            outbox.c.id.not_in(started),
+        )
+        .values(status="pending", lease_until=None)
+    )
+    return (await conn.execute(statement)).rowcount or 0
+
+
 async def release_claims(conn: AsyncConnection, ids: list[int]) -> int:
     """Give back actions this process claimed but will not finish (a shutdown past its grace)."""
     statement = (

@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from adapters.hubspot.client import HubSpotClient
 from adapters.hubspot.simulator import HubSpotSimulator
@@ -26,6 +28,7 @@ from engine.runtime import Runtime
 from engine.store import queries
 from engine.store.queries import Claimed
 from engine.store.store import Store
+from engine.store.tables import outbox
 from tests.engine.conftest import POSTGRES_URL
 from tests.engine.test_engine import WITHOUT_BROKEN_RULE, application
 from tests.proof.pgproxy import TcpProxy
@@ -132,3 +135,45 @@ async def test_a_handler_that_loses_the_store_is_retried_not_dead_lettered(
         rest = await runtime.dispatcher.run_until_idle()
     assert [o.status for o in rest] == ["done", "done"]
     assert simulator.stats()["contacts"] == 1 and simulator.stats()["sends"] == 1
+
+
+async def test_a_claim_whose_commit_went_unanswered_is_handed_back_by_the_next_claim(
+    outage: Outage,
+) -> None:
+    """PostgreSQL ran the claim's COMMIT and the connection broke before the answer came
+    back: the actions are "running" under a lease that nobody holds. The next claim hands them
+    back and runs them, instead of the person's every action waiting out the lease."""
+    store, proxy, runtime, simulator = outage.store, outage.proxy, outage.runtime, outage.simulator
+    await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+    proxy.lose_the_answer_to(b"COMMIT")
+    async with asyncio.timeout(30):
+        with pytest.raises(DBAPIError, match="connection was closed"):
+            await runtime.dispatcher.claim(64)
+        assert proxy.answers_lost == 1
+        async with store.read() as conn:
+            statuses = (await conn.execute(select(outbox.c.status))).scalars().all()
+        assert "running" in statuses  # the claim did commit
+        outcomes = await runtime.dispatcher.run_until_idle()  # the clock stands: no expiry
+    assert [o.status for o in outcomes] == ["done", "done"]
+    assert simulator.stats()["contacts"] == 1 and simulator.stats()["sends"] == 1
+
+
+async def test_handing_back_an_unanswered_claim_spares_what_this_process_is_running(
+    outage: Outage,
+) -> None:
+    """On a clock that stands still two claims share a lease end: the hand-back must not take
+    the actions a successful claim gave this process (they would run twice)."""
+    store, proxy, runtime = outage.store, outage.proxy, outage.runtime
+    await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+    await runtime.intake.accept(application("d2", "c2", "ana@example.com", name="Ana"))
+    async with asyncio.timeout(30):
+        (running,), lease = await runtime.dispatcher.claim(1)
+        proxy.lose_the_answer_to(b"COMMIT")
+        with pytest.raises(DBAPIError, match="connection was closed"):
+            await runtime.dispatcher.claim(64)
+        again, same_lease = await runtime.dispatcher.claim(64)
+    assert same_lease == lease
+    assert [job.ordering_key for job in again] == ["ana@example.com"]
+    async with store.read() as conn:
+        status = await conn.scalar(select(outbox.c.status).where(outbox.c.id == running.id))
+    assert running.ordering_key == "maya@example.com" and status == "running"
