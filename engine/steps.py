@@ -222,7 +222,7 @@ class StepRunner:
                 now,
             )
         try:
-            context = await self._context(conn, tick, enrollment, row)
+            context = await self._context(conn, tick, enrollment, row, _reads_roles(step))
             action: ActionBase | None = step.do
             if step.condition is not None and not truthy(self._compile(step.condition)(context)):
                 action = step.otherwise
@@ -296,9 +296,10 @@ class StepRunner:
         )
 
     async def _context(
-        self, conn: AsyncConnection, tick: _Tick, enrollment: Any, row: Any
+        self, conn: AsyncConnection, tick: _Tick, enrollment: Any, row: Any, roles: bool
     ) -> dict[str, Any]:
-        """The candidate's current data, as StepContext describes it."""
+        """The candidate's current data, as StepContext describes it (``matching_roles``
+        looked up only when ``roles``: a query per step that most steps never read)."""
         context = dict(enrollment["context"])
         snapshot = tick.snapshots.get(enrollment["candidate_id"])
         if snapshot is not None:
@@ -306,8 +307,9 @@ class StepRunner:
         context.setdefault(
             "candidate", {"id": enrollment["candidate_id"], "email": enrollment["email"]}
         )
-        job = (context.get("application") or {}).get("job") or {}
-        context["matching_roles"] = await tick.roles(conn, job)
+        if roles:
+            job = (context.get("application") or {}).get("job") or {}
+            context["matching_roles"] = await tick.roles(conn, job)
         context["enrollment"] = {
             "sequence": enrollment["sequence_id"],
             "key": enrollment["key"] or None,
@@ -354,6 +356,14 @@ class _Tick:
         await step_queries.set_step_statuses(conn, self.step_updates)
         await step_queries.add_next_occurrences(conn, self.next_steps)
         await step_queries.complete_if_done(conn, list(self.touched), now)
+
+
+def _reads_roles(step: Step) -> bool:
+    """Whether any expression of the step names ``matching_roles`` (templates see only the
+    fields the step maps, so its expressions are all that can)."""
+    actions = [a for a in (step.do, step.otherwise) if a is not None]
+    texts = [step.condition or "", *(t for a in actions for t in a.fields.values())]
+    return any("matching_roles" in text for text in texts)
 
 
 def _params(action: ActionBase) -> dict[str, Any]:

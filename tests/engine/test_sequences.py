@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
@@ -23,7 +23,7 @@ from engine.runtime import Runtime
 from engine.steps import StepOutcome, StepRunner
 from engine.store import queries
 from engine.store.store import Store
-from engine.store.tables import alerts, enrollment_steps, enrollments, inbox, outbox
+from engine.store.tables import alerts, enrollment_steps, enrollments, inbox, jobs, outbox
 from engine.testing import Recorder
 from tests.engine.conftest import START
 
@@ -729,6 +729,41 @@ async def test_condition_and_otherwise_choose_at_fire_time_on_current_data(
     ]
     (role,) = [s for s in engine.recorder.sends if s["template"] == "role"]
     assert role["variables"] == {"role_title": "Analytics Engineer"}
+
+
+ROLES_OR_NOT = f"""\
+version: 1
+rules:
+{enrol_rule("enrol", "ats.application.rejected", "after")}
+sequences:
+  - id: after
+    description: one step reads the open roles, one does not
+    steps:
+      - {{id: plain, at: 1d, do: {send("content")}}}
+      - id: roles
+        at: 1d
+        condition: "length(matching_roles) > `0`"
+        do: {send("role", "role_title: 'matching_roles[0].title'")}
+        otherwise: {send("news")}
+"""
+
+
+async def test_open_roles_are_read_only_for_a_step_whose_expressions_name_them(
+    harness: Callable[..., Harness], store: Store
+) -> None:
+    engine = harness(ROLES_OR_NOT)
+    await engine.accept("ats.application.rejected", "maya")  # Data department, job j1
+    await engine.accept(
+        "ats.application.created", "kai", application=application("kai", id="j2", title="BI")
+    )
+    async with store.transaction() as conn:  # the other open Data role, unreadable now
+        await conn.execute(update(jobs).where(jobs.c.job_id == "j2").values(job={"id": "j2"}))
+    await engine.travel(START + 2 * DAY)
+    steps = {s["step_id"]: s for s in await engine.steps()}
+    assert steps["plain"]["status"] == "fired"
+    assert steps["roles"]["status"] == "failed"
+    assert "matching_roles" in steps["roles"]["reason"]
+    assert [t for t, _ in engine.sends()] == ["content"]
 
 
 # -- exclusivity and re-enrolment ---------------------------------------------------------------
