@@ -7,12 +7,14 @@ ManualClock; nothing sleeps. The vendors are the in-memory ``Recorder`` of ``eng
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
@@ -234,21 +236,44 @@ sequences:
 """
 
 
+async def _refuse_outbox_rows(store: Store, refuse: bool) -> None:
+    """A database trigger that makes every outbox insert fail (a real fault, on both stores)."""
+    postgres = store.engine.dialect.name == "postgresql"
+    if refuse and postgres:
+        statements = [
+            "CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'no outbox rows now'; END $$",
+            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox FOR EACH ROW "
+            "EXECUTE FUNCTION refuse_outbox()",
+        ]
+    elif refuse:
+        statements = [
+            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
+            "BEGIN SELECT RAISE(ABORT, 'no outbox rows now'); END"
+        ]
+    elif postgres:
+        statements = ["DROP TRIGGER refuse_outbox ON outbox", "DROP FUNCTION refuse_outbox()"]
+    else:
+        statements = ["DROP TRIGGER refuse_outbox"]
+    async with store.transaction() as conn:
+        for statement in statements:
+            await conn.exec_driver_sql(statement)
+
+
 async def test_enrolment_and_its_steps_commit_in_the_same_transaction_as_the_event(
-    harness: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+    harness: Callable[..., Harness], store: Store
 ) -> None:
     engine = harness(ANCHORED)
     applied_at = START - 30 * timedelta(minutes=1)
     app = {**application("c1"), "applied_at": applied_at.isoformat()}
 
-    async def broken(*args: Any, **kwargs: Any) -> int:
-        raise RuntimeError("the database went away after the enrolment was written")
-
-    # a failure later in the intake transaction takes the enrolment with it: no orphan steps
-    with monkeypatch.context() as patch:
-        patch.setattr(queries, "insert_actions", broken)
-        with pytest.raises(RuntimeError, match="went away"):
-            await engine.accept("ats.application.created", "c1", application=app)
+    # a failure later in the intake transaction (the outbox refuses the event's actions, which
+    # are written after the enrolment) takes the enrolment with it: no orphan steps
+    await _refuse_outbox_rows(store, True)
+    # the inline SQLite driver raises sqlite3's own error; PostgreSQL's comes through SQLAlchemy
+    with pytest.raises((sqlite3.IntegrityError, DBAPIError), match="no outbox rows now"):
+        await engine.accept("ats.application.created", "c1", application=app)
+    await _refuse_outbox_rows(store, False)
     assert await engine.rows(inbox) == []
     assert await engine.enrollments() == [] and await engine.steps() == []
 
