@@ -61,6 +61,13 @@ async def savepoint(conn: AsyncConnection) -> AsyncIterator[None]:
     raw.execute("RELEASE nurture_unit")
 
 
+def exactly_once(sql: str, old: str, new: str) -> str:
+    """A ``sqlite_sql`` touch (an ``INDEXED BY``): ``old`` must occur once in the text."""
+    if sql.count(old) != 1:  # SQLAlchemy renders differently: fail loudly, not slowly
+        raise RuntimeError(f"expected {old!r} once in the query:\n{sql}")
+    return sql.replace(old, new)
+
+
 def _sqlite_datetime(value: datetime | None) -> str | None:
     """What ``tables.DateTime`` stores on SQLite (UTC, no zone, microseconds), without its
     two layers of generic processing; ``test_prepared`` holds the two to the same text."""

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.store.prepared import Prepared, raw_sqlite
+from engine.store.prepared import Prepared, exactly_once, raw_sqlite
 from engine.store.tables import (
     ACTIVE,
     CLAIMABLE,
@@ -57,10 +57,11 @@ OUTBOX_DEFAULTS: dict[str, Any] = {
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
-    return _insert_for(conn.dialect.name, table)
+    return insert_for(conn.dialect.name, table)
 
 
-def _insert_for(dialect: str, table: Any) -> Any:
+def insert_for(dialect: str, table: Any) -> Any:
+    """The dialect's own INSERT, which has ON CONFLICT (built once per ``Prepared``)."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
@@ -68,7 +69,7 @@ def _insert_for(dialect: str, table: Any) -> Any:
 _INBOX_COLUMNS = [c.name for c in inbox.columns if c.name != "id"]
 _INSERT_EVENT = Prepared(
     lambda d: (
-        _insert_for(d, inbox)
+        insert_for(d, inbox)
         .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
         .returning(inbox.c.id)
     ),
@@ -81,7 +82,7 @@ _STAGE_OF = Prepared(
 )
 _STAGE_VALUES = ["application_id", "stage_id", "stage_name", "updated_at"]
 _SAVE_STAGE = Prepared(
-    lambda d: (statement := _insert_for(d, application_stages)).on_conflict_do_update(
+    lambda d: (statement := insert_for(d, application_stages)).on_conflict_do_update(
         index_elements=["application_id"],
         set_={k: statement.excluded[k] for k in _STAGE_VALUES[1:]},
     ),
@@ -103,7 +104,7 @@ _INSERT_FIRING = Prepared(lambda d: rule_firings.insert(), _FIRING_COLUMNS)
 _OUTBOX_COLUMNS = [c.name for c in outbox.columns if c.name != "id"]
 _INSERT_ACTION = Prepared(
     lambda d: (
-        _insert_for(d, outbox)
+        insert_for(d, outbox)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(outbox.c.id)
     ),
@@ -118,7 +119,7 @@ def _upsert(table: Any, key: str) -> Prepared:
     columns = [c.name for c in table.columns]
 
     def build(dialect: str) -> Any:
-        statement = _insert_for(dialect, table)
+        statement = insert_for(dialect, table)
         return statement.on_conflict_do_update(
             index_elements=[key], set_={c: statement.excluded[c] for c in columns if c != key}
         )
@@ -128,7 +129,7 @@ def _upsert(table: Any, key: str) -> Prepared:
 
 def _save_link(columns: list[str]) -> Prepared:
     def build(dialect: str) -> Any:
-        statement = _insert_for(dialect, identity_links)
+        statement = insert_for(dialect, identity_links)
         return statement.on_conflict_do_update(
             index_elements=["email"],
             set_={c: statement.excluded[c] for c in columns if c != "email"},
@@ -190,10 +191,8 @@ _ENROLMENT_COLUMNS = [
 _INSERT_ENROLMENT = Prepared(
     lambda d: enrollments.insert().returning(enrollments.c.id), _ENROLMENT_COLUMNS
 )
-_INSERT_STEP = Prepared(
-    lambda d: enrollment_steps.insert(),
-    ["enrollment_id", "step_id", "occurrence", "due_at", "status"],
-)
+STEP_COLUMNS = ["enrollment_id", "step_id", "occurrence", "due_at", "status"]
+_INSERT_STEP = Prepared(lambda d: enrollment_steps.insert(), STEP_COLUMNS)
 
 
 _END_ENROLMENT = Prepared(
@@ -530,12 +529,6 @@ def _claimable(table: Any) -> Any:
     return _status_in(table, CLAIMABLE)
 
 
-def _exactly_once(sql: str, old: str, new: str) -> str:
-    if sql.count(old) != 1:  # SQLAlchemy renders differently: fail loudly, not slowly
-        raise RuntimeError(f"expected {old!r} once in the query:\n{sql}")
-    return sql.replace(old, new)
-
-
 def _status_literally(table: Any, statuses: tuple[str, ...]) -> Any:
     """``status IN (...)`` as literal terms, the predicate of a partial index: a database uses
     one only where it can see that the query implies it, which bound values hide from it."""
@@ -584,7 +577,7 @@ def _window_end(dialect: str) -> Any:
 
 
 def _claimable_index(sql: str) -> str:
-    return _exactly_once(
+    return exactly_once(
         sql, "FROM outbox \nWHERE", "FROM outbox INDEXED BY ix_outbox_claimable \nWHERE"
     )
 
@@ -602,7 +595,7 @@ _CLAIMED_COLUMNS = [outbox.c[f.name] for f in fields(Claimed)]
 _WINDOW_END = Prepared(_window_end, sqlite_sql=_claimable_index)
 _CLAIMABLE_IDS = Prepared(
     _claimable_ids,
-    sqlite_sql=lambda sql: _exactly_once(
+    sqlite_sql=lambda sql: exactly_once(
         _claimable_index(sql),
         "FROM outbox AS earlier \n",
         "FROM outbox AS earlier INDEXED BY ix_outbox_active_order \n",

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import JSON, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.store.prepared import Prepared
-from engine.store.queries import _exactly_once, _insert_for
+from engine.store.prepared import Prepared, exactly_once
+from engine.store.queries import STEP_COLUMNS, insert_for
 from engine.store.tables import candidate_snapshots, enrollment_steps, enrollments, jobs
 
 
@@ -57,7 +57,7 @@ _DUE_OF = Prepared(
     ),
     # without statistics SQLite would walk every due step (a backlog after downtime) for each
     # intake group instead of the few steps of its new enrolments
-    sqlite_sql=lambda sql: _exactly_once(
+    sqlite_sql=lambda sql: exactly_once(
         sql,
         "FROM enrollment_steps \n",
         "FROM enrollment_steps INDEXED BY ix_enrollment_steps_enrollment_id \n",
@@ -107,10 +107,10 @@ _SET_STATUS = Prepared(
     )
 )
 _NEXT_OCCURRENCE = Prepared(
-    lambda d: _insert_for(d, enrollment_steps).on_conflict_do_nothing(
+    lambda d: insert_for(d, enrollment_steps).on_conflict_do_nothing(
         index_elements=["enrollment_id", "step_id", "occurrence"]
     ),
-    ["enrollment_id", "step_id", "occurrence", "due_at", "status"],
+    STEP_COLUMNS,
 )
 _COMPLETE_IF_DONE = Prepared(
     lambda d: (
