@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -236,25 +237,33 @@ sequences:
 """
 
 
-async def _refuse_outbox_rows(store: Store, refuse: bool) -> None:
-    """A database trigger that makes every outbox insert fail (a real fault, on both stores)."""
-    postgres = store.engine.dialect.name == "postgresql"
-    if refuse and postgres:
-        statements = [
-            "CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'no outbox rows now'; END $$",
-            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox FOR EACH ROW "
-            "EXECUTE FUNCTION refuse_outbox()",
+@asynccontextmanager
+async def refusing(store: Store, change: str, when: str = "") -> AsyncIterator[None]:
+    """A database trigger that fails every ``change`` (``"INSERT ON outbox"``) for which
+    ``when`` holds, while inside: a real fault on either store, not a patched function."""
+    table = change.split(" ON ")[1]
+    if store.engine.dialect.name == "postgresql":
+        create = [
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+            f"CREATE TRIGGER refuse BEFORE {change} FOR EACH ROW "
+            f"{f'WHEN ({when}) ' if when else ''}EXECUTE FUNCTION refuse()",
         ]
-    elif refuse:
-        statements = [
-            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox "
-            "BEGIN SELECT RAISE(ABORT, 'no outbox rows now'); END"
-        ]
-    elif postgres:
-        statements = ["DROP TRIGGER refuse_outbox ON outbox", "DROP FUNCTION refuse_outbox()"]
+        drop = [f"DROP TRIGGER refuse ON {table}", "DROP FUNCTION refuse()"]
     else:
-        statements = ["DROP TRIGGER refuse_outbox"]
+        create = [
+            f"CREATE TRIGGER refuse BEFORE {change} {f'WHEN {when} ' if when else ''}"
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ]
+        drop = ["DROP TRIGGER refuse"]
+    await _execute(store, create)
+    try:
+        yield
+    finally:
+        await _execute(store, drop)
+
+
+async def _execute(store: Store, statements: list[str]) -> None:
     async with store.transaction() as conn:
         for statement in statements:
             await conn.exec_driver_sql(statement)
@@ -269,11 +278,11 @@ async def test_enrolment_and_its_steps_commit_in_the_same_transaction_as_the_eve
 
     # a failure later in the intake transaction (the outbox refuses the event's actions, which
     # are written after the enrolment) takes the enrolment with it: no orphan steps
-    await _refuse_outbox_rows(store, True)
-    # the inline SQLite driver raises sqlite3's own error; PostgreSQL's comes through SQLAlchemy
-    with pytest.raises((sqlite3.IntegrityError, DBAPIError), match="no outbox rows now"):
-        await engine.accept("ats.application.created", "c1", application=app)
-    await _refuse_outbox_rows(store, False)
+    async with refusing(store, "INSERT ON outbox"):
+        # the inline SQLite driver raises sqlite3's own error; PostgreSQL's comes through
+        # SQLAlchemy
+        with pytest.raises((sqlite3.IntegrityError, DBAPIError), match="refused by the test"):
+            await engine.accept("ats.application.created", "c1", application=app)
     assert await engine.rows(inbox) == []
     assert await engine.enrollments() == [] and await engine.steps() == []
 
@@ -384,36 +393,12 @@ async def test_when_firing_at_enrolment_fails_the_event_commits_and_the_tick_fir
     harness: Callable[..., Harness], store: Store
 ) -> None:
     engine = harness(DAY_ZERO)
-    postgres = store.engine.dialect.name == "postgresql"
-    refuse = (
-        [
-            "CREATE FUNCTION refuse_firing() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'no firing now'; END $$",
-            "CREATE TRIGGER refuse_firing BEFORE UPDATE ON enrollment_steps FOR EACH ROW "
-            "WHEN (NEW.status = 'fired') EXECUTE FUNCTION refuse_firing()",
-        ]
-        if postgres
-        else [
-            "CREATE TRIGGER refuse_firing BEFORE UPDATE ON enrollment_steps "
-            "WHEN NEW.status = 'fired' BEGIN SELECT RAISE(ABORT, 'no firing now'); END"
-        ]
-    )
-    allow = (
-        ["DROP TRIGGER refuse_firing ON enrollment_steps", "DROP FUNCTION refuse_firing()"]
-        if postgres
-        else ["DROP TRIGGER refuse_firing"]
-    )
-    async with store.transaction() as conn:
-        for statement in refuse:
-            await conn.exec_driver_sql(statement)
-    accepted = await engine.accept("ats.application.created", "c1")
+    async with refusing(store, "UPDATE ON enrollment_steps", "NEW.status = 'fired'"):
+        accepted = await engine.accept("ats.application.created", "c1")
     assert accepted.event_id is not None and not accepted.duplicate
     assert [s["status"] for s in await engine.steps()] == ["pending", "pending"]
     assert await engine.rows(outbox, outbox.c.action_type == "crm.send_email") == []
 
-    async with store.transaction() as conn:
-        for statement in allow:
-            await conn.exec_driver_sql(statement)
     assert [o.step_id for o in await engine.run()] == ["receipt"]
     assert engine.sends() == [("note", START)]
 
