@@ -31,7 +31,6 @@ from typing import Any
 from engine.clock import Clock
 from engine.config.load import ConfigSet
 from engine.config.model import Template, link_variable
-from engine.errors import ContactExists
 from engine.guardrails import Guardrails, Window
 from engine.identity import IdentityLink, learn, normalise_email
 from engine.links import LinkSigner
@@ -111,25 +110,19 @@ class CrmHandlers:
         """Run by the outbox, the link is stored in the transaction that records the action's
         outcome, whatever it is (a transaction of its own cost 5-7% of the daemon's CPU under
         load); that commits before this person's next action can be claimed. Lost to a crash
-        in between, it is learned again: the retry's create finds the email taken (409)."""
+        in between, it is learned again: the retry's upsert names the existing contact."""
         link = IdentityLink(email, contact_id, candidate_id)
         if not learn(link):  # called outside an outbox run
             async with self.store.transaction() as conn:
                 await queries.save_link(conn, email, contact_id, candidate_id, self.clock.now())
 
     async def _upsert(self, job: Claimed, email: str) -> dict[str, Any]:
+        """One step at the CRM, which looks the email up and creates or updates: a search
+        then a create could both miss a contact made a moment before (search is eventually
+        consistent), and costs two requests where a shared batch costs a fraction of one."""
         props = _properties(job.payload["fields"], email)
-        contact_id = await self._known_contact(email)
-        created = False
-        if contact_id is None:
-            try:
-                contact_id = await self.crm.create_contact(props)
-                created = True
-            except ContactExists as exists:  # created by an earlier attempt or by someone else
-                contact_id = exists.contact_id
-        await self._remember(email, contact_id, job.candidate_id)  # kept even if the update fails
-        if not created:
-            await self.crm.update_contact(contact_id, props)
+        contact_id, created = await self.crm.upsert_contact(email, props)
+        await self._remember(email, contact_id, job.candidate_id)
         return {"contact_id": contact_id, "created": created}
 
     async def upsert_contact(self, job: Claimed) -> dict[str, Any]:

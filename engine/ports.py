@@ -16,8 +16,9 @@ class CrmPort(Protocol):
         """The id of the contact with this (normalised) email, or None."""
         ...
 
-    async def create_contact(self, properties: dict[str, str]) -> str:
-        """Create a contact; raises ContactExists when the email is taken."""
+    async def upsert_contact(self, email: str, properties: dict[str, str]) -> tuple[str, bool]:
+        """Create or update the contact with this (normalised) email in one step at the CRM,
+        which looks the email up itself; the contact id and whether it was created."""
         ...
 
     async def update_contact(self, contact_id: str, properties: dict[str, str]) -> None: ...

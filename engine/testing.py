@@ -39,7 +39,6 @@ from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.config.loader import parse_file
 from engine.config.types import Duration, parse_duration
-from engine.errors import ContactExists
 from engine.events import Event
 from engine.links import LinkSigner
 from engine.runtime import Runtime
@@ -123,12 +122,11 @@ class Recorder:
     async def search_contact_by_email(self, email: str) -> str | None:
         return self.contacts.get(email)
 
-    async def create_contact(self, properties: dict[str, str]) -> str:
-        email = properties["email"]
+    async def upsert_contact(self, email: str, properties: dict[str, str]) -> tuple[str, bool]:
         if email in self.contacts:
-            raise ContactExists(self.contacts[email], vendor="recorder")
+            return self.contacts[email], False
         self.contacts[email] = str(len(self.contacts) + 1)
-        return self.contacts[email]
+        return self.contacts[email], True
 
     async def update_contact(self, contact_id: str, properties: dict[str, str]) -> None:
         return None

@@ -6,9 +6,11 @@ Endpoints (shared/contracts section 4): contact search ``POST /crm/v3/objects/co
 ``ContactExists``), update ``PATCH /crm/v3/objects/contacts/{id}``, list membership ``PUT
 /crm/v3/lists/{listId}/memberships/add`` after resolving the list by name, transactional send
 ``POST /marketing/v3/transactional/single-email/send`` with ``sendId`` = our idempotency key,
-batch upsert ``POST /crm/v3/objects/contacts/batch/upsert`` (``batch_upsert_contacts``, for
-backfills) and the subscription status ``GET /communication-preferences/v3/status/email/{email}``
-(``opted_out``, read before each nurture email).
+batch upsert ``POST /crm/v3/objects/contacts/batch/upsert`` by email (``batch_upsert_contacts``
+for backfills; ``upsert_contact``, the rules' ``crm.upsert_contact``, coalesces concurrent
+callers into it) and the subscription status ``GET
+/communication-preferences/v3/status/email/{email}`` (``opted_out``, read before each nurture
+email).
 
 Unverified facts, kept here: the exact 409 message format [U]; the answer to a repeated
 ``sendId`` [U] (we treat 409 as "already sent", i.e. success); the batch cap of 100 inputs [P]
@@ -23,7 +25,6 @@ import asyncio
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -35,31 +36,11 @@ from engine import AdapterError, AdapterTimeout, AdapterUnavailable
 from engine.errors import ContactExists
 from engine.identity import normalise_email
 
+from .upserts import BATCH_UPSERT_CAP, BatchError, ContactUpserts, UpsertOutcome
+
 VENDOR = "hubspot"
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 CONTACT_LIST_OBJECT_TYPE = "0-1"
-BATCH_UPSERT_CAP = 100
-"""Inputs per batch upsert request [P]; larger batches are split into requests of this size."""
-
-
-@dataclass(frozen=True)
-class BatchError:
-    """One ``errors[]`` entry of a 207 answer (HubSpot's StandardError)."""
-
-    status: str
-    category: str
-    message: str
-    context: dict[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class UpsertOutcome:
-    """What happened to one input: the contact (``new`` when HubSpot created it) or an error."""
-
-    email: str
-    contact_id: str | None = None
-    new: bool | None = None
-    error: BatchError | None = None
 
 
 class HubSpotClient:
@@ -75,7 +56,10 @@ class HubSpotClient:
         subscription_id: str | None = None,
         tries: int = 1,
         pause: float = 0.2,
+        upsert_batches: int = 2,
     ) -> None:
+        """``upsert_batches``: batch upsert requests out at once for ``upsert_contact``; an
+        upsert beyond them waits to share the next."""
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -84,6 +68,7 @@ class HubSpotClient:
         self.limiter = limiter  # the portal's 10-second limit, shared by every caller
         self.subscription_id = subscription_id  # the subscription nurture mail belongs to
         self.tries, self.pause = tries, pause
+        self._upserts = ContactUpserts(self.batch_upsert_contacts, VENDOR, upsert_batches)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """One request through the portal's rate limiter (every endpoint shares it).
@@ -149,6 +134,16 @@ class HubSpotClient:
             raise
         return str(created["id"])
 
+    async def upsert_contact(self, email: str, properties: dict[str, str]) -> tuple[str, bool]:
+        """Create or update the contact with this (normalised) email; its id, and whether it
+        was created. Concurrent calls share batch upsert requests (``upserts.py``)."""
+        return await self._upserts.upsert(email, properties)
+
+    @property
+    def upsert_requests(self) -> int:
+        """Batch upsert requests sent for ``upsert_contact`` (a figure for the benchmarks)."""
+        return self._upserts.batches_sent
+
     async def update_contact(self, contact_id: str, properties: dict[str, str]) -> None:
         await self._call(
             "PATCH",
@@ -189,7 +184,7 @@ class HubSpotClient:
             raise
         return dict(status or {})
 
-    # -- batch upsert (backfills) ---------------------------------------------------------
+    # -- batch upsert (backfills, and coalesced single upserts) -----------------------------
     async def batch_upsert_contacts(
         self, inputs: Mapping[str, Mapping[str, str]]
     ) -> list[UpsertOutcome]:

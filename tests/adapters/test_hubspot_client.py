@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.hubspot.client import BATCH_UPSERT_CAP, HubSpotClient, _upsert_outcomes
+from adapters.hubspot.client import HubSpotClient, _upsert_outcomes
 from adapters.hubspot.simulator import HubSpotSimulator
+from adapters.hubspot.upserts import BATCH_UPSERT_CAP
 from adapters.ratelimit import WindowLimiter
 from engine.errors import AdapterRejected, AdapterUnavailable
 

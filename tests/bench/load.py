@@ -59,10 +59,10 @@ ACK_RATE = 500
 
 
 # The issue's reference points (n8n, a 60-line aiohttp + jmespath script) map a new application
-# to one CRM contact and do nothing else. This is that shape in nurture's rule language; with
-# lookup-before-create it costs two HubSpot calls per new person (search, create). The shipped
-# rules do about five per new person (that upsert, the welcome sequence's Day-0 email with its
-# subscription check, stage tags, ATS write-backs), so both are measured and labelled.
+# to one CRM contact and do nothing else. This is that shape in nurture's rule language: an
+# upsert by email, which shares HubSpot batch upsert requests with the upserts due beside it.
+# The shipped rules do more per new person (that upsert, the welcome sequence's Day-0 email
+# with its subscription check, stage tags, ATS write-backs), so both are measured and labelled.
 REFERENCE_RULES = """\
 version: 1
 rules:

@@ -166,7 +166,8 @@ async def test_concurrent_duplicate_applicants_give_exactly_one_contact(
         outcomes = await runtime.dispatcher.run_until_idle()
     assert {o.status for o in outcomes} == {"done"}
     assert simulator.stats()["contacts"] == 1
-    assert simulator.stats()["create_requests"] == 1
+    assert simulator.stats()["create_requests"] == 0  # upserts by email: HubSpot looks it up
+    assert simulator.state.batch_upserts == [["maya@example.com"], ["maya@example.com"]]
     assert simulator.stats()["sends"] == 2  # one welcome per application, both to Maya
 
 
@@ -188,24 +189,28 @@ async def test_create_after_a_crash_before_the_link_finds_the_existing_contact(
     assert simulator.state.contacts[existing]["firstname"] == "Maya"
 
 
-async def test_a_learned_link_is_kept_when_the_action_fails_after_learning_it(
+async def test_an_upsert_whose_batch_failed_is_retried_and_then_stores_the_link(
     runtime_for: Callable[..., Runtime],
     hubspot: tuple[HubSpotSimulator, str],
-    crm: HubSpotClient,
+    clock: ManualClock,
     store: Store,
 ) -> None:
-    """The upsert learns the contact (the create finds the email taken), then its update fails:
-    the link is stored with the retry's outcome, so the retry does not have to search again."""
+    """The batch request carrying the upsert fails as a whole: the action waits for its retry
+    with no link learned; the retry creates the contact and stores the link with its outcome."""
     simulator = hubspot[0]
-    simulator.search_delay = 60  # search cannot see the contact: only the 409 names it
-    existing = await crm.create_contact({"email": "maya@example.com"})
-    simulator.fail_next(500, path_prefix=f"/crm/v3/objects/contacts/{existing}")
+    simulator.fail_next(503, path_prefix="/crm/v3/objects/contacts/batch/upsert")
     runtime = runtime_for()
     async with asyncio.timeout(TIMEOUT):
         await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
         first = await runtime.dispatcher.run_once()
-    assert [o.status for o in first] == ["pending"]
-    assert await queries.contact_id_now(store, "maya@example.com") == existing
+        assert [o.status for o in first] == ["pending"]
+        assert await queries.contact_id_now(store, "maya@example.com") is None
+        clock.advance(timedelta(hours=1))
+        rest = await runtime.dispatcher.run_until_idle()
+    assert [o.status for o in rest] == ["done", "done"]
+    assert simulator.stats()["contacts"] == 1
+    (contact_id,) = simulator.state.contacts
+    assert await queries.contact_id_now(store, "maya@example.com") == contact_id
 
 
 async def test_a_handler_called_outside_the_outbox_stores_its_link_itself(
@@ -230,7 +235,7 @@ async def test_429_with_retry_after_is_waited_out_then_succeeds(
     store: Store,
 ) -> None:
     simulator = hubspot[0]
-    simulator.fail_next(429, retry_after=30, path_prefix="/crm/v3/objects/contacts/search")
+    simulator.fail_next(429, retry_after=30, path_prefix="/crm/v3/objects/contacts/batch/upsert")
     runtime = runtime_for()
     async with asyncio.timeout(TIMEOUT):
         accepted = await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
@@ -285,10 +290,10 @@ async def test_permanent_400_goes_to_dead_letter_with_an_alert_naming_the_candid
     assert [(d["candidate_id"], d["action_type"]) for d in dead] == [
         ("gh-4711", "crm.upsert_contact")
     ]
-    assert "HTTP 400" in dead[0]["last_error"]
+    assert "refused this contact: VALIDATION_ERROR" in dead[0]["last_error"]
     texts = [m["text"] for m in slack[0].messages]
     dead_alert = next(t for t in texts if "dead letter" in t)
-    assert "candidate: gh-4711" in dead_alert and "HTTP 400" in dead_alert
+    assert "candidate: gh-4711" in dead_alert and "VALIDATION_ERROR" in dead_alert
     assert "rule: application-to-crm" in dead_alert and "action: crm.upsert_contact" in dead_alert
 
 
@@ -358,7 +363,7 @@ async def test_one_persons_actions_run_in_order_while_others_proceed(
     hubspot: tuple[HubSpotSimulator, str],
     clock: ManualClock,
 ) -> None:
-    hubspot[0].fail_next(503, path_prefix="/crm/v3/objects/contacts/search")
+    hubspot[0].fail_next(503, path_prefix="/crm/v3/objects/contacts/batch/upsert")
     runtime = runtime_for()
     async with asyncio.timeout(TIMEOUT):
         await runtime.intake.accept(application("d1", "c1", "maya@example.com"))

@@ -92,7 +92,7 @@ async def test_scattered_failures_still_use_up_the_budget(
     async with asyncio.timeout(TIMEOUT):
         await runtime.intake.accept(application("d1", "c1", "bad@example.com"))
         for n in range(3):
-            hubspot[0].fail_next(503, path_prefix="/crm/v3/objects/contacts/search")
+            hubspot[0].fail_next(503, path_prefix="/crm/v3/objects/contacts/batch/upsert")
             await runtime.dispatcher.run_until_idle()  # its attempt fails, then...
             await runtime.intake.accept(application(f"g{n}", f"g{n}", f"g{n}@example.com"))
             await runtime.dispatcher.run_until_idle()  # ...someone else's succeed
