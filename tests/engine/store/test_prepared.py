@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -19,6 +20,7 @@ from engine.clock import ManualClock
 from engine.config.load import load_config
 from engine.events import Event
 from engine.runtime import Runtime
+from engine.store import prepared
 from engine.store import store as store_module
 from engine.store.prepared import raw_sqlite
 from engine.store.store import Store
@@ -120,3 +122,18 @@ async def test_the_fast_path_stores_what_the_generic_path_stores(tmp_path: Path)
     step_statuses = {row[5] for row in fast["enrollment_steps"]}
     assert {"fired", "cancelled"} <= step_statuses  # fired at intake and on the tick
     assert fast == generic
+
+
+def test_a_remembered_datetime_text_is_the_text_of_that_instant() -> None:
+    """The fast path remembers the text of the moments it binds: the same instant in another
+    zone is the same text, a naive time is still refused, and what it keeps stays bounded."""
+    utc = START.replace(microsecond=123456)
+    berlin = utc.astimezone(timezone(timedelta(hours=1)))
+    assert prepared._sqlite_datetime(utc) == "2026-03-02 09:00:00.123456"
+    assert prepared._sqlite_datetime(berlin) == "2026-03-02 09:00:00.123456"
+    with pytest.raises(ValueError, match="naive"):
+        prepared._sqlite_datetime(utc.replace(tzinfo=None))
+    for n in range(prepared._DATETIME_TEXTS_KEPT + 10):
+        moment = utc + timedelta(seconds=n)
+        assert prepared._sqlite_datetime(moment) == moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert len(prepared._DATETIME_TEXTS) <= prepared._DATETIME_TEXTS_KEPT
