@@ -141,7 +141,7 @@ class HubSpotClient:
 
     @property
     def upsert_requests(self) -> int:
-        """Batch upsert requests sent for ``upsert_contact`` (a figure for the benchmarks)."""
+        """Batch upsert requests started for ``upsert_contact`` (a figure for the benchmarks)."""
         return self._upserts.batches_sent
 
     async def update_contact(self, contact_id: str, properties: dict[str, str]) -> None:

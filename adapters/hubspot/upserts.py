@@ -14,6 +14,7 @@ queue, and an idle portal sees the latency of one request, not of a timer.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -84,7 +85,7 @@ class ContactUpserts:
             self._out += 1
             task = asyncio.get_running_loop().create_task(self._request(batch))
             self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+            task.add_done_callback(functools.partial(self._finished, batch))
 
     def _take(self) -> list[_Waiting]:
         """Up to the cap, one input per email (HubSpot refuses a batch naming one twice); a
@@ -105,29 +106,36 @@ class ContactUpserts:
     async def _request(self, batch: list[_Waiting]) -> None:
         try:
             outcomes = await self._send({item.email: item.properties for item in batch})
+            by_email = {outcome.email: outcome for outcome in outcomes}
+            for item in batch:
+                if not item.answer.done():
+                    _settle(item.answer, by_email.get(item.email), self._vendor)
         except Exception as exc:  # the request as a whole failed: each caller gets the reason
             for item in batch:
                 if not item.answer.done():
                     item.answer.set_exception(exc)
-        else:
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if not item.answer.done():
-                    _settle(item.answer, outcome, self._vendor)
-        finally:
-            self.batches_sent += 1
-            self._out -= 1
-            self._start_if_free()
+
+    def _finished(self, batch: list[_Waiting], request: asyncio.Task[None]) -> None:
+        """Run however the request ended, even cancelled before it began (loop shutdown)."""
+        self._requests.discard(request)
+        for item in batch:  # no caller of a cancelled request is left waiting for ever
+            item.answer.cancel()
+        self.batches_sent += 1
+        self._out -= 1
+        self._start_if_free()
 
 
-def _settle(answer: asyncio.Future[tuple[str, bool]], outcome: UpsertOutcome, vendor: str) -> None:
-    if outcome.error is None and outcome.contact_id is not None:
+def _settle(
+    answer: asyncio.Future[tuple[str, bool]], outcome: UpsertOutcome | None, vendor: str
+) -> None:
+    if outcome is not None and outcome.error is None and outcome.contact_id is not None:
         answer.set_result((outcome.contact_id, bool(outcome.new)))
         return
-    error = outcome.error
-    reason = "batch upsert answered HTTP 207 and " + (
+    error = outcome.error if outcome is not None else None
+    reason = "batch upsert: HubSpot " + (
         f"refused this contact: {error.category}: {error.message}"
         if error
-        else "named no contact id for it"
+        else "answered without a contact id for this input"
     )
     failure: AdapterError
     if error is not None and error.category in _REFUSED:

@@ -129,3 +129,21 @@ async def test_a_caller_that_gave_up_is_left_out_of_the_next_request(
         await gave_up
 
     assert hubspot[0].state.batch_upserts == [["p0@example.com"], ["p2@example.com"]]
+
+
+async def test_callers_are_not_left_waiting_when_the_request_itself_is_cancelled(
+    one_at_a_time: HubSpotClient, hubspot: Sim
+) -> None:
+    """At loop shutdown the request task is cancelled before its callers: they end too."""
+    callers = [
+        asyncio.create_task(one_at_a_time.upsert_contact(f"p{n}@example.com", props(n)))
+        for n in range(3)
+    ]
+    await asyncio.sleep(0)  # the first request is out, the other two wait for the next
+    (request,) = one_at_a_time._upserts._requests
+    request.cancel()
+    _, pending = await asyncio.wait(callers, timeout=5)
+
+    assert not pending
+    assert callers[0].cancelled()
+    assert all(c.result()[1] for c in callers[1:])  # the next request still takes the rest
