@@ -139,11 +139,6 @@ class HubSpotClient:
         was created. Concurrent calls share batch upsert requests (``upserts.py``)."""
         return await self._upserts.upsert(email, properties)
 
-    @property
-    def upsert_requests(self) -> int:
-        """Batch upsert requests started for ``upsert_contact`` (a figure for the benchmarks)."""
-        return self._upserts.batches_sent
-
     async def update_contact(self, contact_id: str, properties: dict[str, str]) -> None:
         await self._call(
             "PATCH",

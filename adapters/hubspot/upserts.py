@@ -68,7 +68,6 @@ class ContactUpserts:
         self._waiting: list[_Waiting] = []
         self._out = 0
         self._requests: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0
 
     async def upsert(self, email: str, properties: Mapping[str, str]) -> tuple[str, bool]:
         """The contact's id and whether HubSpot created it; ``email`` is normalised."""
@@ -110,19 +109,30 @@ class ContactUpserts:
             for item in batch:
                 if not item.answer.done():
                     _settle(item.answer, by_email.get(item.email), self._vendor)
-        except Exception as exc:  # the request as a whole failed: each caller gets the reason
-            for item in batch:
-                if not item.answer.done():
-                    item.answer.set_exception(exc)
+        except AdapterError as exc:
+            if not exc.retryable and len(batch) > 1:
+                # refused as a whole (a 400 naming one bad input, say): each goes alone, so
+                # only the one HubSpot refuses fails and the others are not dead-lettered
+                for item in batch:
+                    await self._request([item])
+                return
+            _fail(batch, exc)
+        except Exception as exc:  # each caller gets the reason, whatever it is
+            _fail(batch, exc)
 
     def _finished(self, batch: list[_Waiting], request: asyncio.Task[None]) -> None:
         """Run however the request ended, even cancelled before it began (loop shutdown)."""
         self._requests.discard(request)
         for item in batch:  # no caller of a cancelled request is left waiting for ever
             item.answer.cancel()
-        self.batches_sent += 1
         self._out -= 1
         self._start_if_free()
+
+
+def _fail(batch: list[_Waiting], exc: Exception) -> None:
+    for item in batch:
+        if not item.answer.done():
+            item.answer.set_exception(exc)
 
 
 def _settle(

@@ -50,7 +50,6 @@ async def test_concurrent_upserts_share_batch_requests(crm: HubSpotClient, hubsp
     requests = hubspot[0].state.batch_upserts
     assert len(requests) < 20 and max(len(r) for r in requests) == BATCH_UPSERT_CAP
     assert sorted(e for r in requests for e in r) == sorted(f"p{n}@example.com" for n in range(250))
-    assert crm.upsert_requests == len(requests)
     by_email = hubspot[0].state.by_email
     assert [a for a in answers] == [(by_email[f"p{n}@example.com"], True) for n in range(250)]
     assert hubspot[0].stats()["duplicate_emails"] == 0
@@ -147,3 +146,25 @@ async def test_callers_are_not_left_waiting_when_the_request_itself_is_cancelled
     assert not pending
     assert callers[0].cancelled()
     assert all(c.result()[1] for c in callers[1:])  # the next request still takes the rest
+
+
+async def test_a_batch_refused_as_a_whole_is_sent_again_one_by_one(
+    one_at_a_time: HubSpotClient, hubspot: Sim
+) -> None:
+    """HubSpot may refuse a whole batch with a 400 for one bad input: the others must not be
+    dead-lettered with it, so each input goes alone and only what is refused alone fails."""
+    hubspot[0].fail_next(400, path_prefix="/crm/v3/objects/contacts/batch/upsert", times=2)
+    results = await asyncio.gather(
+        *(one_at_a_time.upsert_contact(f"p{n}@example.com", props(n)) for n in range(4)),
+        return_exceptions=True,
+    )
+
+    # p0 went alone and was refused; p1-p3 went together, were refused, then went one by one
+    assert hubspot[0].stats()["requests"] == 5
+    assert hubspot[0].state.batch_upserts == [
+        ["p1@example.com"],
+        ["p2@example.com"],
+        ["p3@example.com"],
+    ]
+    assert isinstance(results[0], AdapterRejected) and "HTTP 400" in str(results[0])
+    assert [r[1] for r in results[1:] if isinstance(r, tuple)] == [True, True, True]
