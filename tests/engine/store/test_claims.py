@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.store import queries
-from engine.store.prepared import raw_sqlite
 from engine.store.queries import CLAIM_WINDOW
 from engine.store.store import Store
+from tests.engine.store.vm_work import vm_work
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 LEASE = NOW + timedelta(minutes=2)
@@ -74,23 +74,12 @@ async def test_a_claim_claims_nothing_while_everything_is_paused(store: Store) -
 
 
 async def _claim_work(store: Store) -> int:
-    """SQLite virtual-machine steps (in hundreds) that one claim of 32 takes: work, not time."""
-    steps = 0
+    """The work one claim of 32 takes."""
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
+    async def claim(conn: Any) -> None:
+        assert len(await queries.claim_actions(conn, NOW, LEASE, 32)) == 32
 
-    async with store.transaction() as conn:
-        raw = raw_sqlite(conn)
-        assert raw is not None
-        raw.set_progress_handler(count, 100)
-        try:
-            assert len(await queries.claim_actions(conn, NOW, LEASE, 32)) == 32
-        finally:
-            raw.set_progress_handler(None, 0)
-    return steps
+    return await vm_work(store, claim)
 
 
 async def test_a_claim_costs_the_same_however_many_actions_wait(tmp_path: Path) -> None:

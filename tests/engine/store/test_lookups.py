@@ -8,7 +8,6 @@ with every month the daemon runs (migration 0007).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ from typing import Any
 from sqlalchemy import insert
 
 from engine.store import queries
-from engine.store.prepared import raw_sqlite
 from engine.store.store import Store
 from engine.store.tables import enrollments, outbox
+from tests.engine.store.vm_work import vm_work
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 TRIGGER = "ats.application.created"
@@ -88,26 +87,6 @@ async def test_the_sync_error_rate_counts_one_trigger_within_its_window(store: S
         assert await queries.outcome_counts(conn, TRIGGER, day_ago) == (1, 1)
 
 
-async def _work(store: Store, lookup: Callable[[Any], Awaitable[object]]) -> int:
-    """SQLite virtual-machine steps (in hundreds) one lookup takes: work, not time."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    async with store.transaction() as conn:
-        raw = raw_sqlite(conn)
-        assert raw is not None
-        raw.set_progress_handler(count, 100)
-        try:
-            await lookup(conn)
-        finally:
-            raw.set_progress_handler(None, 0)
-    return steps
-
-
 async def test_history_does_not_make_lookups_dearer(tmp_path: Path) -> None:
     # SQLite only: it counts SQLite's own steps (both backends run the lookups above)
     store = await Store.open(f"sqlite:///{tmp_path / 'nurture.db'}")
@@ -123,11 +102,11 @@ async def test_history_does_not_make_lookups_dearer(tmp_path: Path) -> None:
         await _add(store, outbox, [_finished(n, TRIGGER, "done", NOW) for n in range(200)])
         old = NOW - timedelta(days=30)
         await _add(store, outbox, [_finished(n, "old", "done", old) for n in range(1_000)])
-        small = (await _work(store, by_address), await _work(store, error_rate))
+        small = (await vm_work(store, by_address), await vm_work(store, error_rate))
         more = range(1_000, 21_000)
         await _add(store, enrollments, [_enrolment(n) for n in more])
         await _add(store, outbox, [_finished(n, "old", "done", old) for n in more])
-        large = (await _work(store, by_address), await _work(store, error_rate))
+        large = (await vm_work(store, by_address), await vm_work(store, error_rate))
     finally:
         await store.close()
     # before migration 0007: 21 times the rows, about 21 times the work for both

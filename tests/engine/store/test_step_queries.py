@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from engine.store import queries, step_queries
-from engine.store.prepared import raw_sqlite
 from engine.store.store import Store
+from tests.engine.store.vm_work import vm_work
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
@@ -39,24 +40,13 @@ async def _enrol(store: Store, people: range, due_at: datetime) -> list[int]:
 
 
 async def _work_to_find_due_steps_of(store: Store, enrolment: int) -> int:
-    """SQLite virtual-machine steps (in hundreds) the lookup takes: work, not time."""
-    steps = 0
+    """The work the due-steps-of-enrolments lookup takes."""
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
+    async def lookup(conn: Any) -> None:
+        found = await step_queries.due_steps_of(conn, [enrolment], NOW)
+        assert {row["enrollment_id"] for row in found} == {enrolment} and len(found) == 4
 
-    async with store.transaction() as conn:
-        raw = raw_sqlite(conn)
-        assert raw is not None
-        raw.set_progress_handler(count, 100)
-        try:
-            found = await step_queries.due_steps_of(conn, [enrolment], NOW)
-        finally:
-            raw.set_progress_handler(None, 0)
-    assert {row["enrollment_id"] for row in found} == {enrolment} and len(found) == 4
-    return steps
+    return await vm_work(store, lookup)
 
 
 async def test_firing_a_new_enrolment_costs_the_same_however_many_steps_are_overdue(
