@@ -8,7 +8,6 @@
     │   ├── AdapterTimeout       no answer in time (retryable)
     │   ├── AdapterUnavailable   connection failed, 5xx, 408, 409 or 429 (retryable)
     │   └── AdapterRejected      the vendor refused the request: other 4xx (permanent)
-    │       └── ContactExists    a create found the email taken; carries the existing id
     └── StoreError           the store is unreachable or refused a write
 
 The engine raises; only ``engine.cli`` prints and chooses exit codes.
@@ -103,11 +102,3 @@ class AdapterRejected(AdapterError):
 
 class StoreError(EngineError):
     """The store is unreachable or refused a write."""
-
-
-class ContactExists(AdapterRejected):
-    """The CRM refused a create because a contact with that email exists (HubSpot 409)."""
-
-    def __init__(self, contact_id: str, *, vendor: str) -> None:
-        super().__init__(f"contact exists: {contact_id}", vendor=vendor, status=409)
-        self.contact_id = contact_id

@@ -1,18 +1,16 @@
 """HubSpot CRM client: the ``CrmPort`` over HubSpot's v3 APIs.
 
-Endpoints (shared/contracts section 4): contact search ``POST /crm/v3/objects/contacts/search``
-(EQ on email; every field the spec marks required is sent), create ``POST
-/crm/v3/objects/contacts`` (409 CONFLICT "Contact already exists. Existing ID: N" becomes
-``ContactExists``), update ``PATCH /crm/v3/objects/contacts/{id}``, list membership ``PUT
-/crm/v3/lists/{listId}/memberships/add`` after resolving the list by name, transactional send
-``POST /marketing/v3/transactional/single-email/send`` with ``sendId`` = our idempotency key,
-batch upsert ``POST /crm/v3/objects/contacts/batch/upsert`` by email (``batch_upsert_contacts``
-for backfills; ``upsert_contact``, the rules' ``crm.upsert_contact``, coalesces concurrent
-callers into it) and the subscription status ``GET
-/communication-preferences/v3/status/email/{email}`` (``opted_out``, read before each nurture
-email).
+Endpoints (shared/contracts section 4): contact search ``POST /crm/v3/objects/contacts/search`` (EQ
+on email; every field the spec marks required is sent), update ``PATCH
+/crm/v3/objects/contacts/{id}``, list membership ``PUT /crm/v3/lists/{listId}/memberships/add``
+after resolving the list by name, transactional send ``POST
+/marketing/v3/transactional/single-email/send`` with ``sendId`` = our idempotency key, batch upsert
+``POST /crm/v3/objects/contacts/batch/upsert`` by email (``batch_upsert_contacts`` for backfills;
+``upsert_contact``, the rules' ``crm.upsert_contact``, coalesces concurrent callers into it) and
+the subscription status ``GET /communication-preferences/v3/status/email/{email}`` (``opted_out``,
+read before each nurture email).
 
-Unverified facts, kept here: the exact 409 message format [U]; the answer to a repeated
+Unverified facts, kept here: the answer to a repeated
 ``sendId`` [U] (we treat 409 as "already sent", i.e. success); the batch cap of 100 inputs [P]
 (community answers and third-party guides agree, the spec states no ``maxItems``) and the
 error HubSpot gives above it [U]; which statuses the subscription endpoint lists for a contact
@@ -23,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -33,13 +30,11 @@ import aiohttp
 from adapters.http import request_json
 from adapters.ratelimit import WindowLimiter
 from engine import AdapterError, AdapterTimeout, AdapterUnavailable
-from engine.errors import ContactExists
 from engine.identity import normalise_email
 
 from .upserts import BATCH_UPSERT_CAP, BatchError, ContactUpserts, UpsertOutcome
 
 VENDOR = "hubspot"
-_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 CONTACT_LIST_OBJECT_TYPE = "0-1"
 
 
@@ -119,20 +114,6 @@ class HubSpotClient:
         )
         email = ((found or {}).get("properties") or {}).get("email")
         return str(email) if email else None
-
-    async def create_contact(self, properties: dict[str, str]) -> str:
-        try:
-            _, created = await self._call(
-                "POST",
-                "/crm/v3/objects/contacts",
-                json={"properties": properties, "associations": []},
-            )
-        except AdapterError as exc:
-            match = _EXISTING_ID.search(str(exc))
-            if exc.status == 409 and match:
-                raise ContactExists(match.group(1), vendor=VENDOR) from exc
-            raise
-        return str(created["id"])
 
     async def upsert_contact(self, email: str, properties: dict[str, str]) -> tuple[str, bool]:
         """Create or update the contact with this (normalised) email; its id, and whether it

@@ -90,6 +90,15 @@ class HubSpotSimulator(PreferencesRoutes, FaultInjection):
     def reject_email(self, email: str) -> None:
         self.state.rejected_emails.add(email.lower())
 
+    def add_contact(self, email: str, **properties: str) -> str:
+        """A contact someone made in HubSpot outside nurture (a test's starting state)."""
+        contact_id = str(next(self._ids))
+        email = email.lower()
+        self.state.contacts[contact_id] = {**properties, "email": email, "hs_object_id": contact_id}
+        self.state.by_email[email] = contact_id
+        self.state.created_at[contact_id] = time.monotonic()
+        return contact_id
+
     def stats(self) -> dict[str, Any]:
         emails = [c.get("email", "") for c in self.state.contacts.values()]
         return {

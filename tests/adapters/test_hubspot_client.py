@@ -68,7 +68,7 @@ async def test_batch_upsert_splits_at_the_cap_of_100(crm: HubSpotClient, hubspot
 async def test_batch_upsert_reports_new_only_for_created_contacts(
     crm: HubSpotClient, hubspot: Sim
 ) -> None:
-    existing = await crm.create_contact({"email": "maya@example.com", "firstname": "M"})
+    existing = hubspot[0].add_contact("maya@example.com", firstname="M")
 
     first, second = await crm.batch_upsert_contacts(
         {

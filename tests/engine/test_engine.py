@@ -179,7 +179,7 @@ async def test_create_after_a_crash_before_the_link_finds_the_existing_contact(
     """The contact exists in HubSpot but we never recorded it, and search cannot see it yet."""
     simulator = hubspot[0]
     simulator.search_delay = 60
-    existing = await crm.create_contact({"email": "maya@example.com"})
+    existing = simulator.add_contact("maya@example.com")
     runtime = runtime_for()
     async with asyncio.timeout(TIMEOUT):
         await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
@@ -586,7 +586,7 @@ async def test_a_deferred_email_does_not_hold_back_the_persons_other_actions(
         store, make_config(DEFERRAL_CONFIG), clock, crm, [alert_target], rng=random.Random(1)
     )
     async with asyncio.timeout(TIMEOUT):
-        await crm.create_contact({"email": "maya@example.com"})
+        hubspot[0].add_contact("maya@example.com")
         await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
         await runtime.intake.accept(
             application(
