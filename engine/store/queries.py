@@ -712,8 +712,9 @@ async def touches_since(
         select(outbox.c.finished_at)
         .where(
             outbox.c.ordering_key == ordering_key,
-            outbox.c.touch_category == "nurture",
-            outbox.c.status == "done",
+            # literally the index's predicate (ix_outbox_touches): bound values hide it
+            outbox.c.status == literal_column("'done'"),
+            outbox.c.touch_category == literal_column("'nurture'"),
             outbox.c.finished_at > since,  # at exactly since + per the oldest has aged out
         )
         .order_by(outbox.c.finished_at)

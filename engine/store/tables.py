@@ -89,6 +89,9 @@ ACTIVE = ("pending", "running")
 """Statuses that hold back a person's later actions. A "deferred" action (a guardrail said
 "not now": quiet hours, the frequency cap) waits for its time without blocking the rest."""
 ACTIVE_SQL = " OR ".join(f"status = '{status}'" for status in ACTIVE)
+FINISHED_SQL = "finished_at IS NOT NULL"
+TOUCH_SQL = "status = 'done' AND touch_category = 'nurture'"
+"""Done nurture email: what the frequency cap counts."""
 
 outbox = Table(
     "outbox",
@@ -114,8 +117,22 @@ outbox = Table(
     Column("touch_category", String(20)),  # nurture / transactional for candidate emails
     Column("enrollment_id", Id, index=True),  # set for sequence steps: an exit skips them
     Index("ix_outbox_due", "status", "next_attempt_at"),
-    Index("ix_outbox_order", "ordering_key", "id"),
-    Index("ix_outbox_trigger_finished", "trigger", "finished_at"),  # the sync error rate
+    # the sync error rate: finished actions only, so an action enters it once, when it ends
+    Index(
+        "ix_outbox_trigger_finished",
+        "trigger",
+        "finished_at",
+        sqlite_where=text(FINISHED_SQL),
+        postgresql_where=text(FINISHED_SQL),
+    ),
+    # the frequency cap: the nurture email a person was sent, and nothing else
+    Index(
+        "ix_outbox_touches",
+        "ordering_key",
+        "finished_at",
+        sqlite_where=text(TOUCH_SQL),
+        postgresql_where=text(TOUCH_SQL),
+    ),
     # what a claim walks, in id order: only the actions still waiting, however long the
     # history of done ones grows (the claim states CLAIMABLE_SQL as literals: see queries)
     Index(

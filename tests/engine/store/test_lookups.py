@@ -111,3 +111,39 @@ async def test_history_does_not_make_lookups_dearer(tmp_path: Path) -> None:
         await store.close()
     # before migration 0007: 21 times the rows, about 21 times the work for both
     assert large[0] <= small[0] + 1 and large[1] < small[1] * 1.5, (small, large)
+
+
+def _action_of(person: str, n: int, category: str | None, finished_at: datetime) -> dict[str, Any]:
+    return {
+        **_finished(n, TRIGGER, "done", finished_at),
+        "ordering_key": person,
+        "action_type": "crm.send_email" if category else "crm.upsert_contact",
+        "touch_category": category,
+        "idempotency_key": f"{person}-{n}",
+    }
+
+
+async def test_the_frequency_cap_reads_only_the_persons_nurture_email(tmp_path: Path) -> None:
+    """The cap counts a person's done nurture email; everything else they were sent or had
+    done (contact upserts, transactional mail) is history it must not walk (migration 0008)."""
+    store = await Store.open(f"sqlite:///{tmp_path / 'nurture.db'}")
+    person = "person7@mail.example"
+    hour_ago = NOW - timedelta(hours=1)
+
+    async def cap(conn: Any) -> list[datetime]:
+        return await queries.touches_since(conn, person, NOW - timedelta(days=7))
+
+    try:
+        await _add(store, outbox, [_action_of(person, n, "nurture", hour_ago) for n in range(3)])
+        await _add(store, outbox, [_action_of(person, n, None, hour_ago) for n in range(3, 20)])
+        small = await vm_work(store, cap)
+        more = [_action_of(person, n, None, hour_ago) for n in range(20, 2_000)]
+        more += [_action_of(person, n, "transactional", hour_ago) for n in range(2_000, 4_000)]
+        await _add(store, outbox, more)
+        large = await vm_work(store, cap)
+        async with store.transaction() as conn:
+            touches = await cap(conn)
+    finally:
+        await store.close()
+    assert touches == [hour_ago] * 3
+    assert large <= small + 1, (small, large)  # before 0008: 1 -> 281 (hundreds of steps)
