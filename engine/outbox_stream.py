@@ -9,10 +9,10 @@ transaction, then frees their slots. Per-person order holds as in ``run_once``: 
 never takes an action while an earlier one of the same person is pending or running, and an
 outcome is committed before its slot (and so that person's next action) is released.
 
-The recorder also claims in its outcome transaction, when the claimer would (a quarter of
-the slots free, or none in use): a person's next action is claimed in the very transaction
-that finished their last one, and the claim costs no transaction of its own (at 300
-webhooks/s a third of the daemon's transactions were claims).
+The recorder also claims, in its outcome transaction, as many actions as slots are free once
+those outcomes are in: a person's next action is claimed in the very transaction that
+finished their last one, and the claim costs no transaction of its own (at 300 webhooks/s a
+third of the daemon's transactions were claims).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class Stream:
     async def _claim_forever(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         while not stop.is_set():
             dispatcher = self.dispatcher()
-            if self._worth_claiming(dispatcher):
+            free = dispatcher.concurrency - len(self._running)
+            if free >= max(1, dispatcher.concurrency // 4) or not self._running:
                 wake.clear()  # before claiming: a wake during the claim is not lost
                 self._slot_freed.clear()
                 try:
@@ -106,11 +107,6 @@ class Stream:
 
     def _free(self, dispatcher: Dispatcher) -> int:
         return dispatcher.concurrency - len(self._running)
-
-    def _worth_claiming(self, dispatcher: Dispatcher) -> bool:
-        """A quarter of the slots free, or none in use: a claim walks the waiting actions
-        past every person still blocked, so under a backlog claims are kept few and full."""
-        return self._free(dispatcher) >= max(1, dispatcher.concurrency // 4) or not self._running
 
     async def _claim(self, dispatcher: Dispatcher) -> tuple[list[Claimed], bool]:
         """What it claimed, and whether more may be waiting (it took as many as it asked
@@ -193,7 +189,7 @@ class Stream:
                 dispatcher._unanswered.append(joined[0][1])
                 joined.clear()
             free = self._free(dispatcher)
-            if not self._claiming or not self._worth_claiming(dispatcher) or dispatcher._unanswered:
+            if not self._claiming or free < 1 or dispatcher._unanswered:
                 return  # the claimer's own claim first hands back unanswered ones
             now = dispatcher.clock.now()
             lease_until = now + dispatcher.lease
