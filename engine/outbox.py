@@ -42,8 +42,6 @@ log = logging.getLogger("nurture.outbox")
 # 1,650/s, end-to-end p99 500 ms); with 64 the two keep pace (1,810/s, p99 39 ms).
 CONCURRENCY = 64
 STORE_UNREACHABLE = (StoreError, OperationalError, DBAPIError, OSError)
-Alongside = Callable[[Any], Awaitable[None]]
-"""Work that joins an outcome transaction before it commits (it is given the connection)."""
 
 
 class ActionSkipped(Exception):
@@ -161,12 +159,8 @@ class Dispatcher:
         self.in_flight: set[int] = set()  # claimed by this process, outcome not yet recorded
         self._unanswered: list[datetime] = []  # leases of claims whose commit never answered
 
-    async def claim(
-        self, limit: int | Callable[[], int], *, sweep: bool = True
-    ) -> tuple[list[Claimed], datetime]:
+    async def claim(self, limit: int, *, sweep: bool = True) -> tuple[list[Claimed], datetime]:
         """Claim up to ``limit`` due actions under a lease; returns them and the lease's end.
-        A callable ``limit`` is asked once the transaction holds the store (slots may have
-        been taken while it waited for it).
 
         A claim whose transaction fails may still have committed (PostgreSQL ran the COMMIT
         and the connection broke before its answer came back): those actions would sit
@@ -184,12 +178,7 @@ class Dispatcher:
                     )
                 if sweep:
                     await queries.release_expired_leases(conn, now)
-                wanted = limit() if callable(limit) else limit
-                claimed = (
-                    await queries.claim_actions(conn, now, lease_until, wanted)
-                    if wanted > 0
-                    else []
-                )
+                claimed = await queries.claim_actions(conn, now, lease_until, limit)
         except BaseException:  # an expired lease is the sweep's: keep only the live ones
             self._unanswered = [*(u for u in self._unanswered if u > now), lease_until]
             raise
@@ -214,7 +203,7 @@ class Dispatcher:
         return outcomes
 
     async def _record_within_lease(
-        self, writes: list[_Write], lease_until: datetime, then: Alongside | None = None
+        self, writes: list[_Write], lease_until: datetime
     ) -> list[Outcome]:
         """Record the batch; while the store is unreachable, keep trying as long as our lease
         holds. The outcomes are facts (the vendor calls happened); giving up would leave the
@@ -222,7 +211,7 @@ class Dispatcher:
         pause = 0.25
         while True:
             try:
-                return await self._record(writes, then)
+                return await self._record(writes)
             except STORE_UNREACHABLE as exc:
                 if self.clock.now() + timedelta(seconds=pause) >= lease_until:
                     raise
@@ -368,10 +357,9 @@ class Dispatcher:
             job, "pending", attempts, error=error, next_attempt_at=due, recovered=recovered
         )
 
-    async def _record(self, writes: list[_Write], then: Alongside | None = None) -> list[Outcome]:
+    async def _record(self, writes: list[_Write]) -> list[Outcome]:
         """One transaction for a batch's outcomes (a crash before it re-runs the batch, which
-        the idempotency keys make harmless); dead letters raise their alerts in it too.
-        ``then`` writes more in that transaction, last (the stream claims the next actions)."""
+        the idempotency keys make harmless); dead letters raise their alerts in it too."""
         now = self.clock.now()
         async with self.store.transaction() as conn:
             for write in writes:
@@ -396,8 +384,6 @@ class Dispatcher:
             for vendor in sorted({family(w.job.action_type) for w in writes if w.recovered}):
                 released = await release(conn, vendor, now)
                 log.info(json.dumps({"decision": "vendor_back", "family": vendor, "due": released}))
-            if then is not None:
-                await then(conn)
         for write in writes:  # committed: "pending" is a retry, "dead" a dead letter
             self.metrics.inc(
                 "nurture_actions_total", type=write.job.action_type, outcome=write.status

@@ -8,11 +8,6 @@ the stream is empty), and the recorder commits every outcome that has arrived in
 transaction, then frees their slots. Per-person order holds as in ``run_once``: a claim
 never takes an action while an earlier one of the same person is pending or running, and an
 outcome is committed before its slot (and so that person's next action) is released.
-
-The recorder also claims, in its outcome transaction, as many actions as slots are free once
-those outcomes are in: a person's next action is claimed in the very transaction that
-finished their last one, and the claim costs no transaction of its own (at 300 webhooks/s a
-third of the daemon's transactions were claims).
 """
 
 from __future__ import annotations
@@ -21,13 +16,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from engine.outbox import Dispatcher, _Write
-from engine.store import queries
-from engine.store.prepared import savepoint
 from engine.store.queries import Claimed
 
 log = logging.getLogger("nurture.outbox")
@@ -43,18 +35,13 @@ class Stream:
         self._slot_freed = asyncio.Event()
         self._swept_at: datetime | None = None
         self._leases: dict[int, datetime] = {}  # action id -> until when our claim holds
-        self._claiming = False  # the claimer runs: outcome transactions may claim too
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Until ``stop``: then the actions in flight finish and are recorded, and nothing new
         is claimed. Cancelled, it hands back whatever it had claimed (see ``release``)."""
         recorder = asyncio.create_task(self._record_forever())
         try:
-            self._claiming = True
-            try:
-                await self._claim_forever(stop, wake)
-            finally:
-                self._claiming = False
+            await self._claim_forever(stop, wake)
             while self._running:  # stop: finish what is in flight
                 await asyncio.wait(set(self._running))
             self._done.put_nowait(None)  # then record every outcome, and end
@@ -77,13 +64,13 @@ class Stream:
                 wake.clear()  # before claiming: a wake during the claim is not lost
                 self._slot_freed.clear()
                 try:
-                    claimed, more_may_wait = await self._claim(dispatcher)
+                    claimed = await self._claim(dispatcher, free)
                 except Exception as exc:  # the store went away: keep the stream alive
                     log.warning(json.dumps({"decision": "claim_failed", "error": str(exc)}))
-                    claimed, more_may_wait = [], False
+                    claimed = []
                 for job in claimed:
                     self._start(dispatcher, job)
-                if more_may_wait:
+                if claimed:
                     continue
             else:
                 self._slot_freed.clear()
@@ -105,25 +92,14 @@ class Stream:
             for waiter in waiters:
                 waiter.cancel()
 
-    def _free(self, dispatcher: Dispatcher) -> int:
-        return dispatcher.concurrency - len(self._running)
-
-    async def _claim(self, dispatcher: Dispatcher) -> tuple[list[Claimed], bool]:
-        """What it claimed, and whether more may be waiting (it took as many as it asked
-        for); when it took fewer, everything claimable was taken, and the stream sleeps."""
+    async def _claim(self, dispatcher: Dispatcher, limit: int) -> list[Claimed]:
         now = dispatcher.clock.now()
         sweep = self._swept_at is None or now - self._swept_at >= LEASE_SWEEP_EVERY
-        asked: list[int] = []
-
-        def free() -> int:  # counted once the store is ours: an outcome transaction may claim
-            asked.append(self._free(dispatcher))
-            return asked[-1]
-
-        claimed, lease_until = await dispatcher.claim(free, sweep=sweep)
+        claimed, lease_until = await dispatcher.claim(limit, sweep=sweep)
         if sweep:
             self._swept_at = now
         self._leases.update((job.id, lease_until) for job in claimed)
-        return claimed, bool(claimed) and len(claimed) >= asked[-1]
+        return claimed
 
     def _start(self, dispatcher: Dispatcher, job: Claimed) -> None:
         async def run() -> None:
@@ -152,56 +128,16 @@ class Stream:
         by_dispatcher: dict[int, tuple[Dispatcher, list[_Write]]] = {}
         for dispatcher, write in outcomes:
             by_dispatcher.setdefault(id(dispatcher), (dispatcher, []))[1].append(write)
-        claimed_alongside = False
         for dispatcher, writes in by_dispatcher.values():
             lease_until = min(self._leases.get(w.job.id, dispatcher.clock.now()) for w in writes)
-            joined: list[tuple[list[Claimed], datetime]] = []
             try:  # the store away: retried while the lease holds, then given up to the lease
-                await dispatcher._record_within_lease(
-                    writes, lease_until, then=self._claim_alongside(dispatcher, joined)
-                )
+                await dispatcher._record_within_lease(writes, lease_until)
             except Exception as exc:  # not recorded: the lease expires and they run again
                 log.warning(json.dumps({"decision": "record_failed", "error": str(exc)}))
-                if joined:  # its COMMIT may have happened (PostgreSQL): the next claim checks
-                    dispatcher._unanswered.append(joined[0][1])
-                joined.clear()
             dispatcher.in_flight.difference_update(w.job.id for w in writes)
             for write in writes:
                 self._leases.pop(write.job.id, None)
-            for claimed, claim_lease in joined:
-                claimed_alongside = True
-                dispatcher.in_flight.update(job.id for job in claimed)
-                self._leases.update((job.id, claim_lease) for job in claimed)
-                for job in claimed:
-                    self._start(dispatcher, job)
-        if not claimed_alongside:  # the claimer looks for what the freed slots may take
-            self._slot_freed.set()
-
-    def _claim_alongside(
-        self, dispatcher: Dispatcher, joined: list[tuple[list[Claimed], datetime]]
-    ) -> Callable[[Any], Awaitable[None]]:
-        """Claim into the outcome transaction as many actions as slots are free; what it
-        claimed is started once that transaction committed. A failing claim only logs: the
-        outcomes still commit and the claimer claims later."""
-
-        async def claim(conn: Any) -> None:
-            if joined:  # the transaction is being retried: did the last one commit after all?
-                dispatcher._unanswered.append(joined[0][1])
-                joined.clear()
-            free = self._free(dispatcher)
-            if not self._claiming or free < 1 or dispatcher._unanswered:
-                return  # the claimer's own claim first hands back unanswered ones
-            now = dispatcher.clock.now()
-            lease_until = now + dispatcher.lease
-            try:
-                async with savepoint(conn):
-                    claimed = await queries.claim_actions(conn, now, lease_until, free)
-            except Exception as exc:
-                log.warning(json.dumps({"decision": "claim_failed", "error": str(exc)}))
-                return
-            joined.append((claimed, lease_until))
-
-        return claim
+        self._slot_freed.set()
 
     async def _drain(self) -> None:
         """Record what has finished but is not recorded yet."""

@@ -68,7 +68,7 @@ from engine.config.load import ConfigSet, load_config
 from engine.events import Event
 from engine.gc_pauses import GcPauses
 from engine.metrics import Metrics
-from engine.outbox import Alongside, Outcome
+from engine.outbox import Outcome
 from engine.outbox_stream import Stream
 from engine.runtime import Runtime
 from engine.store import queries
@@ -321,9 +321,9 @@ async def _drive(
     dispatcher = runtime.dispatcher
     original_record = dispatcher._record
 
-    async def counted_record(writes: list[Any], then: Alongside | None = None) -> list[Outcome]:
+    async def counted_record(writes: list[Any]) -> list[Outcome]:
         result.batches.append(len(writes))
-        return await original_record(writes, then)
+        return await original_record(writes)
 
     dispatcher._record = counted_record  # type: ignore[method-assign]
     stop, wake = asyncio.Event(), asyncio.Event()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +11,6 @@ from engine.clock import ManualClock
 from engine.outbox import Dispatcher
 from engine.outbox_stream import Stream
 from engine.store import queries
-from engine.store.prepared import raw_sqlite
 from engine.store.queries import Claimed
 from engine.store.store import Store
 from engine.store.tables import outbox
@@ -140,39 +138,3 @@ async def test_a_cancelled_stream_releases_what_it_claimed(store: Store) -> None
     async with store.read() as conn:
         rows = (await conn.execute(select(outbox.c.status, outbox.c.lease_until))).all()
     assert [(r.status, r.lease_until) for r in rows] == [("pending", None)] * 3
-
-
-async def test_a_persons_next_action_is_claimed_in_the_transaction_that_records_the_last(
-    tmp_path: Path,
-) -> None:
-    """One claim transaction for the first action, then each outcome transaction claims the
-    person's next action: four transactions for three actions (ten before)."""
-    store = await Store.open(f"sqlite:///{tmp_path / 'joined.db'}")
-    try:
-        await _queue(store, [_row(1, i) for i in range(3)])
-        begun: list[str] = []
-        async with store.transaction() as conn:  # the writer's connection is kept open
-            raw = raw_sqlite(conn)
-            assert raw is not None
-            raw.set_trace_callback(
-                lambda sql: begun.append(sql) if sql.startswith("BEGIN") else None
-            )
-        begun.clear()
-        order: list[int] = []
-
-        async def handler(job: Claimed) -> dict[str, Any]:
-            order.append(job.payload["index"])
-            return {}
-
-        dispatcher = Dispatcher(store, {"crm.upsert_contact": handler}, ManualClock(START))
-        stop, wake = asyncio.Event(), asyncio.Event()
-        # idle far away: only a wake, a freed slot or a joined claim can move the stream
-        task = asyncio.create_task(Stream(lambda: dispatcher, idle=60).run(stop, wake))
-        await _until(lambda: _all(store, "done", 3), "all three done")
-        stop.set()
-        wake.set()
-        await task
-    finally:
-        await store.close()
-    assert order == [0, 1, 2]
-    assert len(begun) == 4  # the first claim, then three outcome transactions
