@@ -16,17 +16,13 @@ What blocks the loop, and why that is bounded:
   ``BEGIN IMMEDIATE`` waits up to ``busy_timeout``; such CLI transactions are milliseconds;
 - WAL checkpoints (the only fsyncs): ``Store`` runs passive ones on a worker thread
   (``checkpoint``); SQLite's automatic one stays on at a high mark as the bound on the WAL,
-  and finds little left to copy;
-- a large transaction's COMMIT (two ``pwrite`` calls per changed page) runs on a thread of
-  its own (``Committer``), since SQLite releases the GIL while it writes.
+  and finds little left to copy.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 BUSY_TIMEOUT_MS = 10_000
@@ -178,41 +174,3 @@ def checkpoint(path: str) -> tuple[int, int, int]:
         return int(row[0]), int(row[1]), int(row[2])
     finally:
         connection.close()
-
-
-class Committer:
-    """Commits a transaction on the loop's thread when it is small, and on a thread of its
-    own when it changed at least ``off_loop_from`` rows.
-
-    SQLite writes every page a transaction changed to the WAL at COMMIT, two ``pwrite`` calls
-    each: at 500 webhooks/s a group commit took 200-400 us, about 5% of the daemon's one busy
-    thread, while the machine's other core sat idle. SQLite releases the GIL while it writes,
-    so on a thread the loop goes on serving webhooks meanwhile. A small commit stays inline:
-    the hop (about 50 us of loop work) would cost more than it frees.
-
-    The caller holds the store's write lock throughout, so nothing else uses the connection
-    while the thread commits; if the caller is cancelled meanwhile, it still waits for the
-    commit to end (the connection must not be used mid-commit), then is cancelled.
-    """
-
-    def __init__(self, off_loop_from: int = 8) -> None:
-        self.off_loop_from = off_loop_from
-        self._thread: ThreadPoolExecutor | None = None
-
-    async def commit(self, raw: sqlite3.Connection, changes: int) -> None:
-        if changes < self.off_loop_from:
-            raw.execute("COMMIT")
-            return
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="nurture-commit")
-        done = asyncio.get_running_loop().run_in_executor(self._thread, raw.execute, "COMMIT")
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            await asyncio.wait([done])
-            raise
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None

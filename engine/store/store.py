@@ -4,8 +4,8 @@
 schema is newer (written by a later nurture). Every multi-row change goes through
 ``transaction()``; on SQLite that also takes the one process-wide write lock and begins with
 ``BEGIN IMMEDIATE``, because SQLite allows one writer and a "database is locked" error must
-never reach a caller. SQLite statements run inline on the loop (``inline_sqlite``); WAL
-checkpoints, the only fsyncs, and large commits run on worker threads.
+never reach a caller. SQLite statements run inline on the loop (``inline_sqlite``), and WAL
+checkpoints, the only fsyncs, run on a worker thread.
 """
 
 from __future__ import annotations
@@ -85,7 +85,6 @@ class Store:
         self._reader: sqlite3.Connection | None = None
         self._write_connection: AsyncConnection | None = None
         self._checkpoint: asyncio.Task[Any] | None = None
-        self._committer = inline_sqlite.Committer()
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True, schema: str | None = None) -> Store:
@@ -158,7 +157,6 @@ class Store:
             self._reader = None
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
-        self._committer.close()
         await self.engine.dispose()
 
     async def migrate(self) -> None:
@@ -195,7 +193,7 @@ class Store:
                         async with conn.begin():
                             yield conn
                     else:
-                        async with _raw_transaction(conn, raw, self._committer):
+                        async with _raw_transaction(conn, raw):
                             yield conn
                 except BaseException:
                     # whatever state a failed transaction left behind goes with its connection
@@ -242,14 +240,11 @@ class Store:
 
 
 @asynccontextmanager
-async def _raw_transaction(
-    conn: AsyncConnection, raw: sqlite3.Connection, committer: inline_sqlite.Committer
-) -> AsyncIterator[None]:
+async def _raw_transaction(conn: AsyncConnection, raw: sqlite3.Connection) -> AsyncIterator[None]:
     """BEGIN and COMMIT straight on ``sqlite3``: through SQLAlchemy's ``AsyncTransaction`` they
     cost about 40 us of an empty transaction's 45, and the daemon runs 1.5-3.5 transactions per
     event."""
     raw.execute("BEGIN IMMEDIATE")
-    changes_before = raw.total_changes
     try:
         yield
         if conn.in_transaction():
@@ -257,7 +252,7 @@ async def _raw_transaction(
             # hook saw ours and issued nothing): end it through SQLAlchemy so both agree
             await conn.commit()
         else:
-            await committer.commit(raw, raw.total_changes - changes_before)
+            raw.execute("COMMIT")
     except BaseException:
         if raw.in_transaction:
             with contextlib.suppress(sqlite3.Error):
