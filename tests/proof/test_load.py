@@ -14,3 +14,5 @@ async def test_load_accepts_everything_and_brings_every_person_to_the_crm_once()
     result = await load.run(Size.REDUCED)
     assert result.held, f"broken: {result.broken()}\n{table([result], Size.REDUCED)}"
     assert any("completed" in name for name in result.figures)
+    requests = [v for name, v in result.figures.items() if name.endswith("HubSpot requests")]
+    assert len(requests) == 3 and all(not v.startswith("0 ") for v in requests), requests
