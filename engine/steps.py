@@ -33,6 +33,7 @@ from engine.local_actions import LocalActions, outbox_row
 from engine.log_lines import LogLine
 from engine.metrics import Metrics
 from engine.store import queries, step_queries
+from engine.store.prepared import savepoint
 from engine.store.store import Store
 
 log = logging.getLogger("nurture.steps")
@@ -309,7 +310,10 @@ class StepRunner:
         )
         if roles:
             job = (context.get("application") or {}).get("job") or {}
-            context["matching_roles"] = await tick.roles(conn, job)
+            # in a savepoint: a database error here fails this step alone (PostgreSQL would
+            # otherwise refuse every later statement of the tick, and roll the tick back)
+            async with savepoint(conn):
+                context["matching_roles"] = await tick.roles(conn, job)
         context["enrollment"] = {
             "sequence": enrollment["sequence_id"],
             "key": enrollment["key"] or None,

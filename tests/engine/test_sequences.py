@@ -776,6 +776,28 @@ async def test_open_roles_are_read_only_for_a_step_whose_expressions_name_them(
     assert [t for t, _ in engine.sends()] == ["content"]
 
 
+async def test_a_database_error_reading_open_roles_fails_only_that_step(
+    harness: Callable[..., Harness], store: Store
+) -> None:
+    """On PostgreSQL a failed statement aborts its transaction: the whole tick rolled back,
+    and came back to the same step every second, so no step of anyone fired any more."""
+    engine = harness(ROLES_OR_NOT)
+    await engine.accept("ats.application.rejected", "maya")
+    await engine.accept("ats.application.rejected", "kai")
+    await _execute(store, ["ALTER TABLE jobs RENAME TO jobs_away"])  # a real database error
+    try:
+        await engine.travel(START + 2 * DAY)
+    finally:
+        await _execute(store, ["ALTER TABLE jobs_away RENAME TO jobs"])
+    steps = sorted((s["enrollment_id"], s["step_id"], s["status"]) for s in await engine.steps())
+    assert [(step, status) for _, step, status in steps] == [
+        ("plain", "fired"),
+        ("roles", "failed"),
+    ] * 2
+    assert [t for t, _ in engine.sends()] == ["content", "content"]
+    assert "step_error" in {a["kind"] for a in await engine.rows(alerts)}
+
+
 # -- exclusivity and re-enrolment ---------------------------------------------------------------
 
 EXCLUSIVE = f"""\
