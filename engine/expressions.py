@@ -16,6 +16,8 @@ literals are written in backticks (```null```), which ``nurture validate`` point
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from typing import Any
 import jmespath
 from jmespath import exceptions as jp_exceptions
 from jmespath import functions as jp_functions
+from jmespath.lexer import Lexer
 from jmespath.parser import ParsedResult, Parser
 
 Clock = Callable[[], datetime]
@@ -100,9 +103,18 @@ class SyntaxProblem:
 
 
 def parse(expression: str) -> ParsedResult | SyntaxProblem:
-    """Compile an expression once; a syntax error comes back as a value with its offset."""
+    """Compile an expression once; a syntax error comes back as a value with its offset.
+
+    A backtick literal that is not JSON (```abc```) is refused too: JMESPath reads it as a
+    string under "deprecated string literal syntax", with a warning the parser's cache
+    shows only the first time, and a validator must say the same thing every time."""
     try:
-        return Parser().parse(expression)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            legacy = _legacy_literal(expression)
+            if legacy is not None:
+                return legacy
+            return Parser().parse(expression)
     except jp_exceptions.LexerError as exc:
         return SyntaxProblem(int(exc.lexer_position or 0), f"unknown token {exc.lexer_value!r}")
     except jp_exceptions.IncompleteExpressionError as exc:
@@ -113,6 +125,26 @@ def parse(expression: str) -> ParsedResult | SyntaxProblem:
         return SyntaxProblem(int(exc.lex_position or 0), detail)
     except jp_exceptions.JMESPathError as exc:  # pragma: no cover - other parser errors
         return SyntaxProblem(0, str(exc))
+
+
+def _legacy_literal(expression: str) -> SyntaxProblem | None:
+    """The first backtick literal whose text is not JSON, if any (lexer errors raise)."""
+    for token in Lexer().tokenize(expression):
+        start = int(token["start"])
+        if token["type"] != "literal" or not expression.startswith("`", start):
+            continue  # a raw string ('text') is a literal too, and always a string
+        end = start + 1  # the closing backtick (the lexer's "end" falls short at the end)
+        while end < len(expression) and expression[end] != "`":
+            end += 2 if expression[end] == "\\" else 1
+        text = expression[start + 1 : end].replace("\\`", "`")
+        try:
+            json.loads(text)
+        except ValueError:
+            return SyntaxProblem(
+                start,
+                f"`{text}` is not JSON: write a string as '{text}' or `\"{text}\"`",
+            )
+    return None
 
 
 def search(compiled: ParsedResult, data: Any, clock: Clock = _utc_now) -> Any:

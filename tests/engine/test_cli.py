@@ -73,6 +73,15 @@ MISTAKES = [
         id="broken-jmespath",
     ),
     pytest.param(
+        "rules/stage-changes.yaml",
+        "application.stage.name == 'Interview Scheduled'",
+        "application.stage.name == `Interview Scheduled`",
+        "rules/stage-changes.yaml:10:43:",
+        "/rules/0/condition: invalid JMESPath: `Interview Scheduled` is not JSON",
+        "hint: at character 27",
+        id="backtick-literal-not-json",
+    ),
+    pytest.param(
         "rules/new-application.yaml",
         "firstname: candidate.first_name",
         "firstname: candidate.frist_name",

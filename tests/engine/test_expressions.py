@@ -59,5 +59,19 @@ def test_syntax_errors_carry_their_offset(text: str, offset: int) -> None:
     assert problem.offset == offset
 
 
+def test_a_backtick_literal_that_is_not_json_is_refused_every_time() -> None:
+    """JMESPath reads `abc` as the string 'abc' with a deprecation warning that its parser's
+    cache shows once: refusing it with its place is the same answer on every load."""
+    for _ in range(2):
+        problem = parse("stage == `Interview Scheduled`")
+        assert problem == SyntaxProblem(
+            9,
+            "`Interview Scheduled` is not JSON: write a string as 'Interview Scheduled' or "
+            '`"Interview Scheduled"`',
+        )
+    for fine in ('stage == `"Interview Scheduled"`', "n > `0`", "x == `null`", "s == 'raw `'"):
+        assert not isinstance(parse(fine), SyntaxProblem), fine
+
+
 def test_function_tables_do_not_overlap() -> None:
     assert not set(expressions.BUILTIN_FUNCTIONS) & set(expressions.CUSTOM_FUNCTIONS)
