@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +31,7 @@ from engine.store.prepared import Prepared, exactly_once, raw_sqlite
 from engine.store.tables import (
     ACTIVE,
     CLAIMABLE,
+    TOUCH_SQL,
     alerts,
     application_stages,
     candidate_snapshots,
@@ -712,9 +714,8 @@ async def touches_since(
         select(outbox.c.finished_at)
         .where(
             outbox.c.ordering_key == ordering_key,
-            # literally the index's predicate (ix_outbox_touches): bound values hide it
-            outbox.c.status == literal_column("'done'"),
-            outbox.c.touch_category == literal_column("'nurture'"),
+            # the index's own predicate (ix_outbox_touches), as text: bound values hide it
+            text(TOUCH_SQL),
             outbox.c.finished_at > since,  # at exactly since + per the oldest has aged out
         )
         .order_by(outbox.c.finished_at)
