@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 
 from engine.errors import StoreError
 from engine.store import queries
-from engine.store.store import Store, async_url, head_revision
+from engine.store.store import Store, _alembic_config, async_url, head_revision
 from engine.store.tables import metadata
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -24,6 +25,28 @@ async def test_migrations_create_exactly_the_declared_tables(store: Store) -> No
         diff = await conn.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
         )
+    assert diff == []
+    assert await store.revision() == head_revision()
+
+
+async def test_the_newest_migration_steps_back_and_forward_again(store: Store) -> None:
+    """Undoing a release means downgrading its migration (0008 rebuilds two outbox indexes):
+    back one revision and up again, the schema is exactly the declared one."""
+    revisions: list[str | None] = []
+
+    def back_and_forth(sync: Connection) -> None:
+        config = _alembic_config(sync)
+        command.downgrade(config, "-1")
+        revisions.append(MigrationContext.configure(sync).get_current_revision())
+        command.upgrade(config, "head")
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(back_and_forth)
+    async with store.read() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert revisions == ["0007"]
     assert diff == []
     assert await store.revision() == head_revision()
 
