@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import JSON, bindparam, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,6 +60,16 @@ async def savepoint(conn: AsyncConnection) -> AsyncIterator[None]:
         raw.execute("RELEASE nurture_unit")
         raise
     raw.execute("RELEASE nurture_unit")
+
+
+def any_of(column: Any, name: str, dialect: str) -> Any:
+    """``column IN (the list bound as name)``: on SQLite one JSON array read through
+    ``json_each``, so the statement's text (and its cached plan) does not change with the
+    list's length; PostgreSQL takes an expanding ``IN``."""
+    if dialect == "sqlite":
+        members = select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value)
+        return column.in_(members.scalar_subquery())
+    return column.in_(bindparam(name, expanding=True))
 
 
 def exactly_once(sql: str, old: str, new: str) -> str:

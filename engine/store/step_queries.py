@@ -12,20 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.store.prepared import Prepared, exactly_once
+from engine.store.prepared import Prepared, any_of, exactly_once
 from engine.store.queries import STEP_COLUMNS, insert_for
 from engine.store.tables import candidate_snapshots, enrollment_steps, enrollments, jobs
-
-
-def _any_of(column: Any, name: str, dialect: str) -> Any:
-    if dialect == "sqlite":
-        members = select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value)
-        return column.in_(members.scalar_subquery())
-    return column.in_(bindparam(name, expanding=True))
-
 
 _STEP_ORDER = (enrollment_steps.c.due_at, enrollment_steps.c.id)
 
@@ -49,7 +41,7 @@ _DUE_OF = Prepared(
     lambda d: (
         select(enrollment_steps)
         .where(
-            _any_of(enrollment_steps.c.enrollment_id, "enrolments", d),
+            any_of(enrollment_steps.c.enrollment_id, "enrolments", d),
             enrollment_steps.c.status == "pending",
             enrollment_steps.c.due_at <= bindparam("now"),
         )
@@ -68,7 +60,7 @@ _DUE_OF = Prepared(
 def _enrolments(dialect: str) -> Any:
     query = (
         select(enrollments)
-        .where(_any_of(enrollments.c.id, "enrolments", dialect))
+        .where(any_of(enrollments.c.id, "enrolments", dialect))
         .order_by(enrollments.c.id)
     )
     # locked in id order on PostgreSQL: firings of one enrolment take turns, so the last one
@@ -79,7 +71,7 @@ def _enrolments(dialect: str) -> Any:
 _ENROLMENTS = Prepared(_enrolments)
 _SNAPSHOTS = Prepared(
     lambda d: select(candidate_snapshots.c.candidate_id, candidate_snapshots.c.candidate).where(
-        _any_of(candidate_snapshots.c.candidate_id, "candidates", d)
+        any_of(candidate_snapshots.c.candidate_id, "candidates", d)
     )
 )
 _OPEN_ROLES = Prepared(
