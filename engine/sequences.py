@@ -197,7 +197,8 @@ class Sequencer:
             if value is None:
                 return f"not enrolled: key {sequence.key!r} is null in this event"
             key = str(value)
-        active = await queries.active_enrollment(conn, sequence_id, candidate_id, key)
+        state = await queries.enrolment_state(conn, sequence_id, candidate_id, key)
+        active = state.active
         if active is not None:
             if compiled.key is not None:
                 moved = await self._reschedule(conn, compiled, int(active["id"]), data, now)
@@ -206,15 +207,14 @@ class Sequencer:
             if sequence.reenroll != "restart":
                 return "already enrolled"
             await self._end(conn, int(active["id"]), "exited", "restarted", now)
-        elif sequence.reenroll == "never" and await queries.enrolled_before(
-            conn, sequence_id, candidate_id, key
-        ):
+        elif sequence.reenroll == "never" and state.enrolled_before:
             return "not enrolled: enrolled before and reenroll is 'never'"
         exclusive = sequence.category == "nurture" and not sequence.allow_concurrent
         if exclusive:
-            other = await queries.exclusive_sequence(conn, candidate_id)
-            if other is not None:
-                return f"not enrolled: nurture sequence {other!r} is active"
+            # the one just ended for a restart no longer counts
+            others = [r for r in state.exclusive if active is None or r["id"] != active["id"]]
+            if others:
+                return f"not enrolled: nurture sequence {others[0]['sequence_id']!r} is active"
         steps = sequence.steps
         if start_at_step is not None:
             steps = steps[[s.id for s in steps].index(start_at_step) :]

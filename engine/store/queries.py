@@ -171,19 +171,19 @@ def _same_enrolment() -> Any:
     )
 
 
-_ACTIVE_ENROLMENT = Prepared(
-    lambda d: select(enrollments).where(_same_enrolment(), enrollments.c.status == "active")
-)
-_ANY_ENROLMENT = Prepared(lambda d: select(enrollments.c.id).where(_same_enrolment()).limit(1))
-_EXCLUSIVE_ACTIVE = Prepared(
-    lambda d: (
-        select(enrollments.c.sequence_id)
-        .where(
-            enrollments.c.candidate_id == bindparam("candidate_id"),
+# What an enrolment decision reads, in one statement: the candidate's active enrolments (one
+# of them may be this sequence and key; any exclusive one blocks a nurture sequence) and every
+# earlier enrolment in this sequence and key (``reenroll: never``)
+_ENROLMENTS_FOR_DECISION = Prepared(
+    lambda d: select(enrollments).where(
+        enrollments.c.candidate_id == bindparam("candidate_id"),
+        or_(
             enrollments.c.status == "active",
-            enrollments.c.exclusive.is_(True),
-        )
-        .limit(1)
+            and_(
+                enrollments.c.sequence_id == bindparam("sequence_id"),
+                enrollments.c.key == bindparam("key"),
+            ),
+        ),
     )
 )
 _ENROLMENT_COLUMNS = [
@@ -334,25 +334,24 @@ async def active_enrollments(
     return []
 
 
-async def active_enrollment(
+@dataclass(frozen=True)
+class EnrolmentState:
+    """What ``enroll`` decides on for one candidate, sequence and key."""
+
+    active: dict[str, Any] | None  # the active enrolment in this sequence and key
+    enrolled_before: bool  # in this sequence and key, ever
+    exclusive: list[dict[str, Any]]  # active enrolments in exclusive (nurture) sequences
+
+
+async def enrolment_state(
     conn: AsyncConnection, sequence_id: str, candidate_id: str, key: str
-) -> dict[str, Any] | None:
+) -> EnrolmentState:
     values = {"sequence_id": sequence_id, "candidate_id": candidate_id, "key": key}
-    found = await _ACTIVE_ENROLMENT.mappings(conn, values)
-    return found[0] if found else None
-
-
-async def enrolled_before(
-    conn: AsyncConnection, sequence_id: str, candidate_id: str, key: str
-) -> bool:
-    values = {"sequence_id": sequence_id, "candidate_id": candidate_id, "key": key}
-    return bool(await _ANY_ENROLMENT.rows(conn, values))
-
-
-async def exclusive_sequence(conn: AsyncConnection, candidate_id: str) -> str | None:
-    """The exclusive (nurture) sequence the candidate is active in, if any."""
-    found = await _EXCLUSIVE_ACTIVE.rows(conn, {"candidate_id": candidate_id})
-    return str(found[0][0]) if found else None
+    rows = await _ENROLMENTS_FOR_DECISION.mappings(conn, values)
+    same = [r for r in rows if r["sequence_id"] == sequence_id and r["key"] == key]
+    active = next((r for r in same if r["status"] == "active"), None)
+    exclusive = [r for r in rows if r["status"] == "active" and r["exclusive"]]
+    return EnrolmentState(active, bool(same), exclusive)
 
 
 async def insert_enrollment(

@@ -923,6 +923,44 @@ async def test_reenroll_never_after_exit_and_restart_behave_as_documented(
     assert counts == {"never": 1, "after-exit": 2, "restart": 3}
 
 
+RESTART_EXCLUSIVE = f"""\
+version: 1
+rules:
+{enrol_rule("applied", "ats.application.created", "solo")}
+{enrol_rule("rejected", "ats.application.rejected", "other")}
+sequences:
+  - id: solo
+    description: an exclusive nurture sequence that restarts on a new application
+    reenroll: restart
+    steps: [{{id: s, at: 10d, do: {send("news")}}}]
+  - id: other
+    description: another exclusive nurture sequence
+    steps: [{{id: o, at: 10d, do: {send("news")}}}]
+"""
+
+
+async def test_a_restarted_nurture_sequence_is_not_kept_out_by_the_enrolment_it_replaces(
+    harness: Callable[..., Harness], clock: ManualClock
+) -> None:
+    engine = harness(RESTART_EXCLUSIVE)
+    await engine.accept("ats.application.created", "c1")
+    clock.advance(DAY)
+    await engine.accept("ats.application.created", "c1")
+    await engine.accept("ats.application.rejected", "c1")
+
+    outcomes = [
+        (a["payload"]["params"]["sequence"], a["result"]["outcome"])
+        for a in await engine.rows(outbox, outbox.c.action_type == "sequence.enroll")
+    ]
+    assert outcomes == [
+        ("solo", "enrolled (1 step(s))"),
+        ("solo", "enrolled (1 step(s))"),
+        ("other", "not enrolled: nurture sequence 'solo' is active"),
+    ]
+    solo = await engine.enrollments(enrollments.c.sequence_id == "solo")
+    assert [(e["status"], e["reason"]) for e in solo] == [("exited", "restarted"), ("active", None)]
+
+
 # -- concurrent firing -------------------------------------------------------------------------
 
 TWIN = f"""\
