@@ -27,5 +27,12 @@ class SlackWebhook:
             self.url,
             vendor="slack",
             ok=(200,),
-            json={"text": f"*{subject}*\n{text}"},
+            json={"text": f"*{_escaped(subject)}*\n{_escaped(text)}"},
         )
+
+
+def _escaped(text: str) -> str:
+    """Slack reads ``<...>`` as a control sequence (``<!channel>`` pings everyone, ``<url|x>``
+    is a link) and ``&`` as the start of an escape: an alert quotes vendors' error text, which
+    must show as written, so the three are escaped as Slack's formatting guide asks."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -24,6 +24,25 @@ async def test_an_alert_is_posted_as_text_and_recorded() -> None:
     assert simulator.messages == [{"text": "*[nurture] dead letter*\ncandidate: gh-1"}]
 
 
+async def test_vendor_text_in_an_alert_shows_as_written_and_pings_nobody() -> None:
+    simulator = SlackSimulator()
+    runner, url = await _serve(simulator.app())
+    try:
+        async with aiohttp.ClientSession() as session:
+            await SlackWebhook(session, url + "/services/T/B/X").send_alert(
+                "[nurture] dead letter <x>",
+                "HubSpot said: <!channel> fix me & <https://e.vil|here>",
+            )
+    finally:
+        await runner.cleanup()
+    assert simulator.messages == [
+        {
+            "text": "*[nurture] dead letter &lt;x&gt;*\nHubSpot said: &lt;!channel&gt; fix me "
+            "&amp; &lt;https://e.vil|here&gt;"
+        }
+    ]
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
