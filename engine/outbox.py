@@ -73,13 +73,17 @@ class RetryPolicy:
     base: timedelta = timedelta(seconds=2)
     cap: timedelta = timedelta(hours=1)
     max_attempts: int = 10
+    # the longest Retry-After honoured: HubSpot's daily limit resets within a day, and a
+    # vendor's absurd value (years) must not park an action for ever or overflow the date
+    max_retry_after: timedelta = timedelta(days=1)
 
     def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> timedelta:
-        """Exponential backoff with full jitter in [50%, 150%], at least ``retry_after``."""
+        """Exponential backoff with full jitter in [50%, 150%], at least ``retry_after``
+        (itself at most ``max_retry_after``)."""
         exponential = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempts - 1))
         seconds = exponential * rng.uniform(0.5, 1.5)
         if retry_after is not None:
-            seconds = max(seconds, retry_after)
+            seconds = max(seconds, min(retry_after, self.max_retry_after.total_seconds()))
         return timedelta(seconds=seconds)
 
 

@@ -254,6 +254,33 @@ async def test_429_with_retry_after_is_waited_out_then_succeeds(
     assert simulator.stats()["contacts"] == 1
 
 
+async def test_an_absurd_retry_after_is_capped_at_a_day_not_a_crash(
+    runtime_for: Callable[..., Runtime],
+    hubspot: tuple[HubSpotSimulator, str],
+    clock: ManualClock,
+    store: Store,
+) -> None:
+    """A Retry-After of 300,000 years overflowed the retry date: the batch raised, its outcomes
+    were never recorded and the action sat "running" until its lease ran out, then again."""
+    simulator = hubspot[0]
+    simulator.fail_next(
+        429, retry_after=10**13, path_prefix="/crm/v3/objects/contacts/batch/upsert"
+    )
+    runtime = runtime_for()
+    async with asyncio.timeout(TIMEOUT):
+        accepted = await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        first = await runtime.dispatcher.run_once()
+        assert [o.status for o in first] == ["pending"]
+        assert accepted.event_id is not None
+        async with store.read() as conn:
+            upsert = (await queries.audit(conn, accepted.event_id))["actions"][0]
+        assert upsert["status"] == "pending"
+        assert upsert["next_attempt_at"] <= clock.now() + timedelta(days=1)
+        clock.advance(timedelta(days=1, seconds=1))
+        rest = await runtime.dispatcher.run_until_idle()
+    assert [o.status for o in rest] == ["done", "done"]
+
+
 async def test_retries_survive_a_restart(
     runtime_for: Callable[..., Runtime],
     hubspot: tuple[HubSpotSimulator, str],
