@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.clock import Clock
 from engine.errors import AdapterError
+from engine.log_lines import EMAIL
 from engine.ports import AlertPort
 from engine.store import queries
 from engine.store.store import Store
@@ -38,7 +39,10 @@ def render_alert(alert: Any) -> tuple[str, str]:
             f"{alert['last_at']:%H:%M} UTC; candidates include: {samples}"
         )
     lines.append("see `nurture dlq list`; `nurture dlq replay` re-drives after a fix")
-    return subject, "\n".join(lines)
+    # a vendor's message often quotes the address ("Email address x@y is invalid"); an alert
+    # names the candidate by record id and goes to a channel, so addresses are redacted as in
+    # the logs (the dead letter keeps the full text for `nurture dlq list`)
+    return subject, EMAIL.sub("<email>", "\n".join(lines))
 
 
 class AlertSender:

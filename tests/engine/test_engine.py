@@ -324,6 +324,28 @@ async def test_permanent_400_goes_to_dead_letter_with_an_alert_naming_the_candid
     assert "rule: application-to-crm" in dead_alert and "action: crm.upsert_contact" in dead_alert
 
 
+async def test_alerts_name_the_candidate_by_id_and_never_quote_an_email_address(
+    runtime_for: Callable[..., Runtime],
+    hubspot: tuple[HubSpotSimulator, str],
+    slack: tuple[SlackSimulator, str],
+    store: Store,
+) -> None:
+    """HubSpot's refusal quotes the address it refused; the alert goes to a shared channel."""
+    hubspot[0].reject_email("bad@example.com")
+    runtime = runtime_for()
+    async with asyncio.timeout(TIMEOUT):
+        await runtime.intake.accept(application("d1", "gh-4711", "bad@example.com"))
+        await runtime.dispatcher.run_until_idle()
+        assert await runtime.alerts.deliver_due() >= 1
+        async with store.read() as conn:
+            dead = await queries.dead_letters(conn)
+    assert "bad@example.com" in dead[0]["last_error"]  # kept for `nurture dlq list`
+    texts = [m["text"] for m in slack[0].messages]
+    dead_alert = next(t for t in texts if "dead letter" in t)
+    assert "candidate: gh-4711" in dead_alert and "INVALID_EMAIL" in dead_alert
+    assert not [t for t in texts if "@" in t], texts
+
+
 async def test_replay_after_the_fix_completes_the_dead_letter(
     runtime_for: Callable[..., Runtime],
     hubspot: tuple[HubSpotSimulator, str],
