@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.normalise import (
@@ -67,21 +68,26 @@ class PolledPage:
     skipped: tuple[Ignored, ...]
     has_more: bool
     offset: str | None
+    # the latest time the endpoint filters on (``created``, a timeline entry's ``timestamp``)
+    # of any item, skipped ones included: the poller's cursor passes them too
+    newest: datetime | None = None
 
 
 def parse_email_events(body: bytes) -> PolledPage:
     """A ``GET /email/public/v1/events`` response body; raises ``PayloadError`` on a bad shape."""
     root = expect_object(load_json(body), "")
-    return _page(root, [email_event(item) for item in root.objects("events")])
+    items = root.objects("events")
+    return _page(root, [email_event(item) for item in items], _latest(items, "created"))
 
 
 def parse_subscription_timeline(body: bytes) -> PolledPage:
     """A ``GET /email/public/v1/subscriptions/timeline`` response body."""
     root = expect_object(load_json(body), "")
     results: list[Event | Ignored] = []
-    for entry in root.objects("timeline"):
+    entries = root.objects("timeline")
+    for entry in entries:
         results.extend(subscription_changes(entry))
-    return _page(root, results)
+    return _page(root, results, _latest(entries, "timestamp"))
 
 
 def email_event(item: JsonObject) -> Event | Ignored:
@@ -173,7 +179,24 @@ def _recipient(item: JsonObject) -> str:
     return address
 
 
-def _page(root: JsonObject, results: list[Event | Ignored]) -> PolledPage:
+def _latest(items: list[JsonObject], key: str) -> datetime | None:
+    """The latest readable ``key`` (epoch ms) among ``items``; unreadable ones are passed over."""
+    stamps = [
+        value
+        for item in items
+        if isinstance(value := item.get(key), int | float) and not isinstance(value, bool)
+    ]
+    if not stamps:
+        return None
+    try:
+        return datetime.fromtimestamp(max(stamps) / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _page(
+    root: JsonObject, results: list[Event | Ignored], newest: datetime | None = None
+) -> PolledPage:
     offset = root.get("offset")
     if isinstance(offset, bool) or not isinstance(offset, str | int):
         offset = None
@@ -182,4 +205,5 @@ def _page(root: JsonObject, results: list[Event | Ignored]) -> PolledPage:
         skipped=tuple(r for r in results if isinstance(r, Ignored)),
         has_more=bool(root.opt_bool("hasMore")),
         offset=str(offset) if offset not in (None, "") else None,
+        newest=newest,
     )

@@ -2,9 +2,10 @@
 
 Reads ``GET /email/public/v1/events`` and ``GET /email/public/v1/subscriptions/timeline``
 (contract 4.6) from a durable cursor, page by page (``offset`` / ``hasMore``), and hands each
-canonical event to the engine. The cursor is the newest event time seen, saved only after
-every event up to it was accepted, so a crash re-reads instead of skipping; each poll also
-re-reads a short ``overlap`` behind the cursor, for events HubSpot records late. Re-read events
+canonical event to the engine. The cursor is the newest item time seen (kinds the engine
+skips, such as SENT or DELIVERED, included), saved only after every event up to it was
+accepted, so a crash re-reads instead of skipping; each poll also re-reads a short
+``overlap`` behind the cursor, for events HubSpot records late. Re-read events
 are duplicates by id, which intake acknowledges without effect: no gaps, no doubles.
 
 Unverified ([U]): the query parameter names ``startTimestamp``/``offset``/``limit`` on both
@@ -108,6 +109,8 @@ class EngagementPoller:
                 await self.sink(event)
                 count += 1
                 newest = max(newest, event.time.astimezone(UTC))
+            if page.newest is not None:  # skipped kinds too (SENT, DELIVERED, SUBSCRIBED...):
+                newest = max(newest, page.newest)  # else each sweep re-reads them all again
             if not page.has_more or not page.offset:
                 break
             offset = page.offset

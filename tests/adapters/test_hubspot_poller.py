@@ -101,3 +101,40 @@ async def test_poller_pages_resumes_from_its_cursor_without_gaps_or_doubles(
     assert recorder.ats == [
         {"at": T0, "call": "add_tag", "candidate_id": "71", "value": "Re-engaged"}
     ]
+
+
+async def test_the_cursor_passes_event_kinds_nobody_acts_on(
+    store: Store, hubspot: tuple[HubSpotSimulator, str]
+) -> None:
+    """Sends and deliveries far outnumber opens and clicks: when only mapped events moved the
+    cursor, every sweep re-read every delivery since the last open, a window that grew for as
+    long as nobody opened anything."""
+    simulator, url = hubspot
+    clock = ManualClock(T0)
+    for n in range(250):
+        simulator.add_email_event("DELIVERED", f"p{n}@example.com", ms(T0 + timedelta(minutes=n)))
+    handed: list[object] = []
+
+    async def sink(event: object) -> None:
+        handed.append(event)
+
+    async with asyncio.timeout(20), aiohttp.ClientSession() as session:
+        poller = EngagementPoller(
+            session,
+            url,
+            "test-token",
+            StoreCursors(store, clock),
+            sink,
+            start=T0 - timedelta(days=1),
+            page_size=100,
+        )
+        assert await poller.poll_once() == 0
+        first = simulator.stats()["requests"]
+        assert await poller.poll_once() == 0
+        second = simulator.stats()["requests"] - first
+        async with store.read() as conn:
+            cursor = await queries.get_cursor(conn, "hubspot:email-events")
+    assert handed == []
+    assert first == 3 + 1  # three pages of deliveries, one empty timeline page
+    assert second == 1 + 1  # then only the overlap behind the cursor: one page each
+    assert cursor == (T0 + timedelta(minutes=249)).isoformat()
