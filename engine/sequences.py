@@ -339,31 +339,63 @@ class Sequencer:
         data: dict[str, Any],
         now: datetime,
     ) -> int:
-        pending = (
+        """Pending steps move to the new time. A step that already fired (or was skipped)
+        for the old time is armed again when its new moment is still ahead: the reminder of
+        an interview moved to next week must go out again, as a new occurrence (its own
+        idempotency key), and the old firing's email, if still queued, names the old time."""
+        rows = (
             (
                 await conn.execute(
-                    select(enrollment_steps).where(
-                        enrollment_steps.c.enrollment_id == enrollment_id,
-                        enrollment_steps.c.status == "pending",
-                    )
+                    select(enrollment_steps)
+                    .where(enrollment_steps.c.enrollment_id == enrollment_id)
+                    .order_by(enrollment_steps.c.occurrence)
                 )
             )
             .mappings()
             .all()
         )
-        offsets = {s.id: s.at for s in compiled.sequence.steps}
+        latest = {row["step_id"]: row for row in rows}  # each step's last occurrence
+        steps = {s.id: s for s in compiled.sequence.steps}
         moved = 0
-        for row in pending:
-            if row["step_id"] not in offsets or row["occurrence"] != 0:
+        for step_id, row in latest.items():
+            step = steps.get(step_id)
+            if step is None:
                 continue
-            due = self._due(compiled, row["step_id"], offsets[row["step_id"]], data, now)
-            if due != row["due_at"]:
+            due = self._due(compiled, step_id, step.at, data, now)
+            if due == row["due_at"]:
+                continue
+            if row["status"] == "pending":
+                if row["occurrence"] != 0:
+                    continue
                 await conn.execute(
                     update(enrollment_steps)
                     .where(enrollment_steps.c.id == row["id"])
                     .values(due_at=due)
                 )
-                moved += 1
+            elif step.repeat is None and due > now:
+                await conn.execute(
+                    enrollment_steps.insert().values(
+                        enrollment_id=enrollment_id,
+                        step_id=step_id,
+                        occurrence=int(row["occurrence"]) + 1,
+                        due_at=due,
+                        status="pending",
+                    )
+                )
+                await conn.execute(
+                    update(outbox)
+                    .where(
+                        outbox.c.idempotency_key
+                        == f"{enrollment_id}:{step_id}:{row['occurrence']}",
+                        outbox.c.status.in_(("pending", "deferred")),
+                    )
+                    .values(
+                        status="skipped", last_error="superseded by a reschedule", finished_at=now
+                    )
+                )
+            else:
+                continue
+            moved += 1
         return moved
 
     @staticmethod

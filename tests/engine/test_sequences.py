@@ -697,6 +697,64 @@ async def test_a_keyed_sequence_moves_steps_per_key_and_exits_per_key(
     assert {s["send_id"].split(":")[0] for s in engine.recorder.sends} == {str(i1["id"])}
 
 
+async def test_a_reschedule_after_the_reminder_went_out_reminds_again_for_the_new_time(
+    harness: Callable[..., Harness], clock: ManualClock
+) -> None:
+    """A step that already fired (or was skipped) for the old time is armed again when the
+    reschedule puts its new moment in the future; before, only pending steps moved, so an
+    interview moved to next week after its reminder went out got no reminder at all."""
+    engine = harness(KEYED)
+    first = START + 2 * DAY
+    await engine.accept("ats.interview.scheduled", "c1", interview=interview("i1", first))
+    await engine.travel(START + DAY + HOUR)
+    assert engine.sends() == [("note", first - DAY)]  # the reminder for the first time
+
+    moved = START + 5 * DAY
+    await engine.accept("ats.interview.rescheduled", "c1", interview=interview("i1", moved))
+    enrol = await engine.rows(outbox, outbox.c.action_type == "sequence.enroll")
+    assert enrol[-1]["result"]["outcome"] == "rescheduled 2 pending step(s)"
+    await engine.travel(START + 10 * DAY)
+    assert engine.sends() == [
+        ("note", first - DAY),
+        ("note", moved - DAY),  # a second reminder, for the new time
+        ("note-2", moved + 3 * HOUR),
+    ]
+    (one,) = await engine.enrollments()
+    assert [s["send_id"] for s in engine.recorder.sends] == [
+        f"{one['id']}:reminder:0",
+        f"{one['id']}:reminder:1",
+        f"{one['id']}:follow-up:0",
+    ]
+    assert one["status"] == "completed"
+
+    # the reminder fired but its email is still queued when the interview moves: the old
+    # email (naming the old time) is not sent, the new one goes at its moment
+    clock.set(START + 11 * DAY)
+    await engine.accept(
+        "ats.interview.scheduled", "c1", interview=interview("i3", clock.now() + DAY)
+    )
+    later = START + 14 * DAY
+    await engine.accept("ats.interview.rescheduled", "c1", interview=interview("i3", later))
+    (stale,) = await engine.rows(
+        outbox, outbox.c.idempotency_key.like("%:reminder:0"), outbox.c.status == "skipped"
+    )
+    assert stale["last_error"] == "superseded by a reschedule"
+    # and a move whose new reminder moment has already passed arms nothing
+    clock.set(START + 12 * DAY)
+    await engine.accept(
+        "ats.interview.scheduled", "c1", interview=interview("i4", clock.now() + DAY)
+    )
+    await engine.run()  # its reminder goes out at once
+    await engine.accept(
+        "ats.interview.rescheduled", "c1", interview=interview("i4", clock.now() + 20 * HOUR)
+    )
+    await engine.travel(START + 20 * DAY)
+    assert [at for t, at in engine.sends() if t == "note" and at > START + 10 * DAY] == [
+        START + 12 * DAY,  # i4's, for its first time only
+        later - DAY,  # i3's, for its new time only
+    ]
+
+
 # -- conditions --------------------------------------------------------------------------------
 
 CONDITION = f"""\
