@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select, update
@@ -140,11 +140,45 @@ class Sequencer:
             conditions = compiled.exits.get(event_type)
             if not conditions or not same_key:
                 continue
-            if any(c is None or truthy(c(data)) for c in conditions):
+            if await self._exits(conn, compiled, event_type, data, row["candidate_id"], now):
                 reason = f"exit_on {event_type}"
                 await self._end(conn, row["id"], "exited", reason, now)
                 ended.append((int(row["id"]), reason))
         return ended
+
+    async def _exits(
+        self,
+        conn: AsyncConnection,
+        compiled: _CompiledSequence,
+        event_type: str,
+        data: dict[str, Any],
+        candidate_id: str | None,
+        now: datetime,
+    ) -> bool:
+        """Whether an ``exit_on`` of this event type holds. A condition that fails to evaluate
+        is alerted and counts as false, as a rule's does: raising here failed the whole event,
+        so its other decisions (a suppression) were refused on every redelivery."""
+        sequence = compiled.sequence
+        for condition in compiled.exits.get(event_type, ()):
+            if condition is None:
+                return True
+            try:
+                if truthy(condition(data)):
+                    return True
+            except Exception as exc:
+                await queries.group_alert(
+                    conn,
+                    group_key=f"evaluation:{sequence.id}/exit_on",
+                    kind="evaluation_error",
+                    reason=f"exit_on {event_type} of sequence {sequence.id} failed: "
+                    f"{type(exc).__name__}: {exc}",
+                    candidate_id=candidate_id,
+                    rule_id=f"{sequence.id}/exit_on",
+                    action_type=None,
+                    now=now,
+                    window_start=now - timedelta(minutes=10),
+                )
+        return False
 
     def _key_matches(self, compiled: _CompiledSequence, row: Any, data: dict[str, Any]) -> bool:
         """An event about one interview does not touch the reminders of another."""

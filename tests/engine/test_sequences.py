@@ -638,6 +638,49 @@ async def test_an_unsubscribe_accepted_1ms_before_a_due_step_means_it_is_not_sen
     }
 
 
+FRAGILE_EXIT = f"""\
+version: 1
+rules:
+{enrol_rule("enrol", "ats.application.created", "welcome")}
+  - id: do-not-contact
+    description: Do Not Contact -> suppression
+    trigger: ats.candidate.updated
+    condition: candidate.do_not_contact
+    actions:
+      - {{action: suppress, params: {{reason: do_not_contact}}, fields: {{email: candidate.email}}}}
+sequences:
+  - id: welcome
+    description: an exit condition that cannot be evaluated on every event
+    exit_on:
+      - {{event: ats.candidate.updated, condition: "length(candidate.last_name) > `20`"}}
+    steps:
+      - {{id: day-1, at: 1d, do: {send("note")}}}
+"""
+
+
+async def test_an_exit_condition_that_fails_to_evaluate_does_not_fail_the_event(
+    harness: Callable[..., Harness], clock: ManualClock
+) -> None:
+    """Rules record their evaluation errors and go on; an exit_on condition's error escaped
+    and failed the whole event, so a Do Not Contact update (its suppression) was refused on
+    every redelivery, for as long as the candidate stayed enrolled."""
+    engine = harness(FRAGILE_EXIT)
+    await engine.accept("ats.application.created", "c1")
+    clock.advance(HOUR)
+    update = await engine.accept(
+        "ats.candidate.updated", "c1", candidate=candidate("c1", do_not_contact=True)
+    )  # no last_name: length(null) is a type error
+    assert update.event_id is not None
+    assert await engine.rows(outbox, outbox.c.action_type == "suppress") != []
+    (enrolment,) = await engine.enrollments()
+    assert enrolment["status"] == "active"  # the condition is unknown: no exit
+    (alert,) = await engine.rows(alerts)
+    assert (alert["kind"], alert["rule_id"]) == ("evaluation_error", "welcome/exit_on")
+    assert "ats.candidate.updated" in alert["reason"] and "length()" in alert["reason"]
+    await engine.travel(START + 2 * DAY)
+    assert engine.sends() == []  # suppressed at send time
+
+
 # -- keyed sequences ---------------------------------------------------------------------------
 
 KEYED = f"""\
