@@ -233,6 +233,12 @@ class Sequencer:
             key = str(value)
         state = await queries.enrolment_state(conn, sequence_id, candidate_id, key)
         active = state.active
+        if active is None and state.completed is not None and compiled.key is not None:
+            # a keyed enrolment whose steps have all gone out (the interview took place) and
+            # is moved (a no-show rescheduled): it reopens when a step is due again
+            reopened = await self._reopen(conn, compiled, state.completed, data, now)
+            if reopened is not None:
+                return reopened
         if active is not None:
             if compiled.key is not None:
                 moved = await self._reschedule(conn, compiled, int(active["id"]), data, now)
@@ -364,6 +370,25 @@ class Sequencer:
         evaluator = compiled.step_anchors.get(step_id) or compiled.anchor
         anchor = _as_time(evaluator(data)) if evaluator is not None else None
         return (anchor or now) + parse_duration(offset)
+
+    async def _reopen(
+        self,
+        conn: AsyncConnection,
+        compiled: _CompiledSequence,
+        done: dict[str, Any],
+        data: dict[str, Any],
+        now: datetime,
+    ) -> str | None:
+        moved = await self._reschedule(conn, compiled, int(done["id"]), data, now)
+        if not moved:  # the same times again: nothing is due again
+            return None
+        await conn.execute(
+            update(enrollments)
+            .where(enrollments.c.id == done["id"])
+            .values(status="active", reason=None, ended_at=None)
+        )
+        await self._refresh_context(conn, done, data)  # the steps render the new time
+        return f"rescheduled {moved} pending step(s)"
 
     async def _reschedule(
         self,

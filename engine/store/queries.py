@@ -341,6 +341,7 @@ class EnrolmentState:
     active: dict[str, Any] | None  # the active enrolment in this sequence and key
     enrolled_before: bool  # in this sequence and key, ever
     exclusive: list[dict[str, Any]]  # active enrolments in exclusive (nurture) sequences
+    completed: dict[str, Any] | None  # the latest that completed, in this sequence and key
 
 
 async def enrolment_state(
@@ -351,7 +352,10 @@ async def enrolment_state(
     same = [r for r in rows if r["sequence_id"] == sequence_id and r["key"] == key]
     active = next((r for r in same if r["status"] == "active"), None)
     exclusive = [r for r in rows if r["status"] == "active" and r["exclusive"]]
-    return EnrolmentState(active, bool(same), exclusive)
+    completed = max(
+        (r for r in same if r["status"] == "completed"), key=lambda r: r["id"], default=None
+    )
+    return EnrolmentState(active, bool(same), exclusive, completed)
 
 
 async def insert_enrollment(

@@ -798,6 +798,40 @@ async def test_a_reschedule_after_the_reminder_went_out_reminds_again_for_the_ne
     ]
 
 
+async def test_a_reschedule_after_the_interview_took_place_reminds_again_for_the_new_time(
+    harness: Callable[..., Harness], clock: ManualClock
+) -> None:
+    """A no-show moved to next week: the reminders of that interview had all gone out and the
+    enrolment had completed, so the reschedule met 'enrolled before' and armed nothing."""
+    engine = harness(KEYED)
+    first = START + DAY + HOUR
+    await engine.accept("ats.interview.scheduled", "c1", interview=interview("i1", first))
+    await engine.travel(START + 3 * DAY)
+    (done,) = await engine.enrollments()
+    assert done["status"] == "completed"
+    # a second delivery of what is already known changes nothing
+    await engine.accept("ats.interview.scheduled", "c1", interview=interview("i1", first))
+
+    moved = START + 6 * DAY
+    await engine.accept("ats.interview.rescheduled", "c1", interview=interview("i1", moved))
+    enrol = await engine.rows(outbox, outbox.c.action_type == "sequence.enroll")
+    assert [e["result"]["outcome"] for e in enrol[1:]] == [
+        "not enrolled: enrolled before and reenroll is 'never'",
+        "rescheduled 2 pending step(s)",
+    ]
+    (again,) = await engine.enrollments()
+    assert (again["id"], again["status"], again["ended_at"]) == (done["id"], "active", None)
+    assert again["context"]["interview"]["start_at"] == moved.isoformat()  # steps render it
+    await engine.travel(START + 10 * DAY)
+    assert engine.sends() == [
+        ("note", first - DAY),
+        ("note-2", first + 3 * HOUR),
+        ("note", moved - DAY),
+        ("note-2", moved + 3 * HOUR),
+    ]
+    assert (await engine.enrollments())[0]["status"] == "completed"
+
+
 # -- conditions --------------------------------------------------------------------------------
 
 CONDITION = f"""\
