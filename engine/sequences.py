@@ -424,8 +424,8 @@ class Sequencer:
             if due == row["due_at"]:
                 continue
             if row["status"] == "pending":
-                if row["occurrence"] != 0:
-                    continue
+                if step.repeat is not None and row["occurrence"] != 0:
+                    continue  # a repetition keeps its interval from the one before
                 await conn.execute(
                     update(enrollment_steps)
                     .where(enrollment_steps.c.id == row["id"])
@@ -444,8 +444,8 @@ class Sequencer:
                 await conn.execute(
                     update(outbox)
                     .where(
-                        outbox.c.idempotency_key
-                        == f"{enrollment_id}:{step_id}:{row['occurrence']}",
+                        outbox.c.enrollment_id == enrollment_id,
+                        outbox.c.rule_id == f"{compiled.sequence.id}/{step_id}",
                         outbox.c.status.in_(("pending", "deferred")),
                     )
                     .values(

@@ -798,6 +798,29 @@ async def test_a_reschedule_after_the_reminder_went_out_reminds_again_for_the_ne
     ]
 
 
+async def test_a_reminder_armed_again_by_a_reschedule_moves_with_the_next_one(
+    harness: Callable[..., Harness], clock: ManualClock
+) -> None:
+    """The reminder armed again for a new time is a later occurrence of a one-off step: a
+    second move takes it along (only a repeating step's later occurrences keep their own
+    interval), and the email goes out once, for the latest time."""
+    engine = harness(KEYED)
+    first = START + 2 * DAY
+    await engine.accept("ats.interview.scheduled", "c1", interview=interview("i1", first))
+    await engine.travel(START + DAY + HOUR)
+    moved = START + 5 * DAY
+    await engine.accept("ats.interview.rescheduled", "c1", interview=interview("i1", moved))
+    clock.advance(HOUR)
+    again = START + 8 * DAY
+    await engine.accept("ats.interview.rescheduled", "c1", interview=interview("i1", again))
+    await engine.travel(START + 10 * DAY)
+    assert engine.sends() == [
+        ("note", first - DAY),
+        ("note", again - DAY),
+        ("note-2", again + 3 * HOUR),
+    ]
+
+
 async def test_a_reschedule_after_the_interview_took_place_reminds_again_for_the_new_time(
     harness: Callable[..., Harness], clock: ManualClock
 ) -> None:
