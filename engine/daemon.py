@@ -358,6 +358,7 @@ class Daemon:
                 links=links,
                 state=self.state,
                 on_accepted=wake.set,
+                public_url=daemon.server.public_url,
             )
             self.server = server
             host, port = daemon.server.listen.rsplit(":", 1)

@@ -116,6 +116,7 @@ class WebhookServer:
         links: LinkSigner | None = None,
         state: ServerState | None = None,
         on_accepted: Callable[[], None] | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.intake = intake
         self.store = store
@@ -127,6 +128,7 @@ class WebhookServer:
         self.links = links
         self.state = state or ServerState()
         self.on_accepted = on_accepted or (lambda: None)  # wakes the outbox workers
+        self.public_url = public_url.rstrip("/") if public_url else None
         metrics.declare("nurture_webhooks_total", "counter", "webhook deliveries by outcome")
         metrics.declare("nurture_events_total", "counter", "events accepted by source and type")
         metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
@@ -182,7 +184,9 @@ class WebhookServer:
         if len(body) > self.max_body:
             return _error(413, "too_large", f"body over {self.max_body} bytes")
         try:
-            received = await source.receive(request.method, str(request.url), request.headers, body)
+            received = await source.receive(
+                request.method, self._called_url(request), request.headers, body
+            )
         except InputRejected as rejected:
             log.info(
                 json_line(
@@ -219,6 +223,13 @@ class WebhookServer:
         if accepted:
             self.on_accepted()
         return web.json_response({"accepted": accepted, "duplicates": duplicates})
+
+    def _called_url(self, request: web.Request) -> str:
+        """The URL the vendor called, as HubSpot signs it. Behind a TLS proxy aiohttp sees http
+        and the proxy's Host, so the base is the configured public URL; the path and query are
+        the bytes as sent (``request.url`` re-encodes escapes such as ``%7E``)."""
+        base = self.public_url or f"{request.scheme}://{request.host}"
+        return base + request.raw_path
 
     # -- operations -------------------------------------------------------------------------
     async def _healthz(self, _request: web.Request) -> web.Response:

@@ -27,7 +27,9 @@ class Store(Model):
 class Server(Model):
     listen: str = Field("127.0.0.1:8080", pattern=r"^[^\s:]+:[0-9]{1,5}$")
     public_url: str = Field(
-        "http://127.0.0.1:8080", pattern=r"^https?://", description="base of one-click links"
+        "http://127.0.0.1:8080",
+        pattern=r"^https?://",
+        description="the URL vendors call (HubSpot signs it) and the base of one-click links",
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, le=50_000_000)
     admin_token_env: EnvVarName = "NURTURE_ADMIN_TOKEN"

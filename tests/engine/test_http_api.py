@@ -17,6 +17,7 @@ from typing import Any, cast
 import aiohttp
 import jsonschema
 from ruamel.yaml import YAML
+from yarl import URL
 
 from adapters.hubspot.client import HubSpotClient
 from adapters.hubspot.simulator import HubSpotSimulator
@@ -199,8 +200,8 @@ async def test_admin_bodies_the_operation_cannot_take_are_400_not_a_guess(
 HS_SECRET = "hs-client-secret"
 
 
-def hubspot_delivery(url: str) -> tuple[bytes, dict[str, str]]:
-    """An opt-out of contact 51234, v3-signed for ``url``."""
+def hubspot_delivery(url: str, query: str = "") -> tuple[bytes, dict[str, str]]:
+    """An opt-out of contact 51234, v3-signed for ``url`` (and ``query``, as sent)."""
     body = json.dumps(
         [
             {
@@ -215,7 +216,7 @@ def hubspot_delivery(url: str) -> tuple[bytes, dict[str, str]]:
         ]
     ).encode()
     stamp = str(int(time.time() * 1000))
-    message = b"POST" + f"{url}/webhooks/hubspot".encode() + body + stamp.encode()
+    message = b"POST" + f"{url}/webhooks/hubspot{query}".encode() + body + stamp.encode()
     signature = base64.b64encode(hmac.new(HS_SECRET.encode(), message, hashlib.sha256).digest())
     return body, {
         "X-HubSpot-Signature-v3": signature.decode(),
@@ -320,3 +321,35 @@ def test_a_request_the_http_parser_refuses_is_logged_without_its_bytes() -> None
     assert "s3cr3t" not in json.dumps(line)
     assert line["decision"] == "refused_http" and line["level"] == "INFO"
     assert line["error"] == "BadHttpMessage"
+
+
+async def test_hubspot_is_verified_against_the_public_url_it_called_not_the_proxied_one(
+    store: Store, clock: ManualClock
+) -> None:
+    """HubSpot calls https://<public_url>; a TLS proxy hands the daemon http://127.0.0.1:port.
+    The query is signed as sent: yarl's ``request.url`` would rewrite ``%7E`` to ``~``."""
+    simulator = HubSpotSimulator("hs-token")  # no contact 51234: a verified delivery is 202
+    hub_runner, hub_url = await _serve(simulator.app())
+    public = "https://hooks.example.test/nurture"
+    async with aiohttp.ClientSession() as session:
+        crm = HubSpotClient(session, hub_url, "hs-token")
+        server = WebhookServer(
+            lambda: cast(Any, None),
+            store,
+            {"hubspot": hubspot_source([HS_SECRET], crm.contact_email)},
+            clock,
+            Metrics(),
+            public_url=public + "/",
+        )
+        runner, url = await _serve(server.app())
+        try:
+            body, headers = hubspot_delivery(public, query="?app=%7Eus")
+            target = URL(url + "/webhooks/hubspot?app=%7Eus", encoded=True)  # sent as is
+            async with session.post(target, data=body, headers=headers) as r:
+                assert r.status == 202, await r.text()
+            body, headers = hubspot_delivery(url)  # signed for the address HubSpot did not call
+            async with session.post(url + "/webhooks/hubspot", data=body, headers=headers) as r:
+                assert r.status == 401, await r.text()
+        finally:
+            await runner.cleanup()
+            await hub_runner.cleanup()
