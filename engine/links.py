@@ -82,6 +82,10 @@ class LinkSigner:
             given = _unb64(signature)
         except (ValueError, TypeError) as exc:
             raise LinkRefused("malformed") from exc
+        # The decoder skips stray symbols and padding and ignores a final symbol's spare bits:
+        # only the one spelling we issue is ours, or each respelling would be another click.
+        if _b64(payload) != encoded or _b64(given) != signature:
+            raise LinkRefused("malformed")
         if not hmac.compare_digest(given, self._sign(payload)):
             raise LinkRefused("bad signature")
         try:

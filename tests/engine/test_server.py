@@ -296,3 +296,29 @@ async def test_signed_links_record_a_click_and_refuse_tampering_and_expiry(
         actions = await queries.status_counts(conn)
     assert [tuple(r) for r in row] == [("link.clicked", "gh-71")]
     assert actions == {"pending": 1}  # the ATS re-engagement tag is queued
+
+
+async def test_a_signed_link_respelt_in_base64_is_refused_and_records_no_second_click(
+    daemon_for: Callable[..., Any], store: Store, clock: ManualClock
+) -> None:
+    """The last base64 symbol of a 32-byte MAC carries 2 unused bits, padding and stray symbols
+    are skipped by the lenient decoder: every respelling decoded to the same claim, and each
+    was a new event id (the token's hash), so one link recorded a click per spelling."""
+    daemon = await daemon_for(store)
+    signer = daemon.server.links
+    assert signer is not None
+    path = signer.url("gh-71", None, "keep-me-posted", clock.now()).removeprefix(
+        "http://nurture.test"
+    )
+    assert (await daemon.get(path))[0] == 200
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(path[-1])
+    respelt = [
+        path[:-1] + alphabet[last ^ 1],  # an unused low bit
+        path + "=",  # padding the token never has
+        path.replace(".", "=.", 1),
+    ]
+    for variant in respelt:
+        code, text = await daemon.get(variant)
+        assert code == 400 and "not valid" in text, variant
+    assert await daemon.inbox() == 1
