@@ -159,8 +159,10 @@ class WebhookServer:
         started = time.perf_counter()
         name = request.match_info["source"]
         response = await self._handle(request, name)
-        self.metrics.inc("nurture_webhooks_total", source=name, status=str(response.status))
-        self.metrics.observe("nurture_webhook_seconds", time.perf_counter() - started, source=name)
+        # the path is the sender's: a made-up name must not become a label (unbounded series)
+        label = name if name in self.sources else "unknown"
+        self.metrics.inc("nurture_webhooks_total", source=label, status=str(response.status))
+        self.metrics.observe("nurture_webhook_seconds", time.perf_counter() - started, source=label)
         return response
 
     async def _handle(self, request: web.Request, name: str) -> web.Response:

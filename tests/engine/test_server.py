@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -322,3 +323,25 @@ async def test_a_signed_link_respelt_in_base64_is_refused_and_records_no_second_
         code, text = await daemon.get(variant)
         assert code == 400 and "not valid" in text, variant
     assert await daemon.inbox() == 1
+
+
+async def test_deliveries_to_unknown_sources_share_one_metric_label(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    """The path is the sender's to choose: as a label value a newline broke the exposition
+    for every scrape after it, and each new name added series without bound."""
+    daemon = await daemon_for(store)
+    ping = b'{"action":"ping","payload":{"web_hook_id":1}}'
+    for name in ["workday", "bad%0Aname%22%5C", *(f"probe-{i}" for i in range(20))]:
+        code, answer = await daemon.post(f"/webhooks/{name}", ping, signed(ping))
+        assert code == 404 and answer["error"] == "unknown_source"
+    # any label value is escaped as the text format requires (\\, \", \n)
+    daemon.server.metrics.inc("nurture_rule_errors_total", rule='odd\n"rule"\\')
+    code, text = await daemon.get("/metrics")
+    assert code == 200
+    sample = re.compile(r'[a-z_]+(\{([a-z_]+="([^"\\\n]|\\[\\"n])*",?)*\})? \S+')
+    bad = [ln for ln in text.splitlines() if not ln.startswith("#") and not sample.fullmatch(ln)]
+    assert bad == []
+    webhooks = [ln for ln in text.splitlines() if ln.startswith("nurture_webhooks_total{")]
+    assert webhooks == ['nurture_webhooks_total{source="unknown",status="404"} 22']
+    assert 'nurture_rule_errors_total{rule="odd\\n\\"rule\\"\\\\"} 1' in text
