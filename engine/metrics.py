@@ -6,6 +6,7 @@ Rendered in the text exposition format (version 0.0.4) at ``/metrics``.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -16,6 +17,18 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 def _escape(value: str) -> str:
     """A label value as the text format spells it: a raw newline would end the sample."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    """Every digit (``{:g}`` kept six: a Unix timestamp came out over an hour off)."""
+    value = float(value)  # gauges are also set from int counts
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)  # the shortest spelling that reads back exactly
 
 
 def _labels(labels: Labels) -> str:
@@ -55,7 +68,7 @@ class Metrics:
             kind, text = self._help.get(name, ("untyped", name))
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
             for labels, value in sorted(self._values.get(name, {}).items()):
-                lines.append(f"{name}{_labels(labels)} {value:g}")
+                lines.append(f"{name}{_labels(labels)} {_number(value)}")
             for labels, counts in sorted(self._histograms.get(name, {}).items()):
                 lines += _histogram(name, labels, counts)
         return "\n".join(lines) + "\n"
@@ -65,8 +78,8 @@ def _histogram(name: str, labels: Labels, counts: list[float]) -> Iterable[str]:
     running = 0.0
     for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
         running += count
-        yield f"{name}_bucket{_labels((*labels, ('le', f'{bound:g}')))} {running:g}"
+        yield f"{name}_bucket{_labels((*labels, ('le', f'{bound:g}')))} {_number(running)}"
     running += counts[len(LATENCY_BUCKETS)]
-    yield f"{name}_bucket{_labels((*labels, ('le', '+Inf')))} {running:g}"
-    yield f"{name}_sum{_labels(labels)} {counts[-1]:g}"
-    yield f"{name}_count{_labels(labels)} {running:g}"
+    yield f"{name}_bucket{_labels((*labels, ('le', '+Inf')))} {_number(running)}"
+    yield f"{name}_sum{_labels(labels)} {_number(counts[-1])}"
+    yield f"{name}_count{_labels(labels)} {_number(running)}"

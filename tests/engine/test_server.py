@@ -345,3 +345,18 @@ async def test_deliveries_to_unknown_sources_share_one_metric_label(
     webhooks = [ln for ln in text.splitlines() if ln.startswith("nurture_webhooks_total{")]
     assert webhooks == ['nurture_webhooks_total{source="unknown",status="404"} 22']
     assert 'nurture_rule_errors_total{rule="odd\\n\\"rule\\"\\\\"} 1' in text
+
+
+async def test_metric_values_keep_every_digit(daemon_for: Callable[..., Any], store: Store) -> None:
+    """``{:g}`` kept 6 significant digits: the reload timestamp read 1.76723e+09, over an hour off,
+    and a counter past a million stopped moving between scrapes."""
+    daemon = await daemon_for(store, state=ServerState(last_reload_at=1767225600.25))
+    metrics = daemon.server.metrics
+    metrics.inc("nurture_webhooks_total", 1_234_567, source="greenhouse", status="200")
+    code, text = await daemon.get("/metrics")
+    assert code == 200
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert samples["nurture_last_reload_timestamp_seconds"] == "1767225600.25"
+    assert samples['nurture_webhooks_total{source="greenhouse",status="200"}'] == "1234567"
