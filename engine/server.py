@@ -284,6 +284,9 @@ class WebhookServer:
                 return await handler(request)
             except _BadRequest as bad:
                 return _error(400, "bad_request", str(bad))
+            except STORE_DOWN as exc:  # else aiohttp's plain-text 500
+                log.error(json_line(decision="store_unavailable", error=type(exc).__name__))
+                return _error(503, "store_unavailable", "the store cannot be reached; retry later")
 
         return guarded
 

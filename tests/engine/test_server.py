@@ -360,3 +360,23 @@ async def test_metric_values_keep_every_digit(daemon_for: Callable[..., Any], st
     )
     assert samples["nurture_last_reload_timestamp_seconds"] == "1767225600.25"
     assert samples['nurture_webhooks_total{source="greenhouse",status="200"}'] == "1234567"
+
+
+async def test_admin_endpoints_answer_503_json_while_the_store_is_unreachable(
+    daemon_for: Callable[..., Any],
+) -> None:
+    unreachable = Store(create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test"))
+    daemon = await daemon_for(unreachable)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        code, text = await daemon.get("/admin/status", auth)
+        assert code == 503 and json.loads(text)["error"] == "store_unavailable", text
+        for path, body in [
+            ("/admin/pause", b""),
+            ("/admin/resume", b'{"rule": "application-to-crm"}'),
+            ("/admin/dlq/replay", b'{"all": true}'),
+        ]:
+            code, answer = await daemon.post(path, body, auth)
+            assert code == 503 and answer["error"] == "store_unavailable", (path, answer)
+    finally:
+        await unreachable.close()
