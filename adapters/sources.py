@@ -13,7 +13,7 @@ from typing import Any
 from adapters.ashby.webhooks import parse_webhook as parse_ashby
 from adapters.greenhouse.webhooks import parse_webhook as parse_greenhouse
 from adapters.hubspot.webhooks import parse_webhook as parse_hubspot
-from adapters.normalise import Ignored, PayloadError, WebhookOutcome
+from adapters.normalise import Ignored, PayloadError, WebhookOutcome, normalise_email
 from adapters.signatures import (
     AshbyVerifier,
     GreenhouseVerifier,
@@ -87,8 +87,9 @@ class HubSpotSource(VerifiedSource):
                 if exc.status != 404:
                     raise  # the server answers 503: HubSpot retries
                 email = None  # deleted since: there is nobody left to unsubscribe
-            if email:
-                events.append(lookup.complete(email))
+            address = normalise_email(email)  # complete() raises on a non-address: was a 500
+            if address:
+                events.append(lookup.complete(address))
             else:
                 ignored.append(f"HubSpot contact {lookup.contact_id[:40]} has no email address")
         return Received(events=tuple(events), ignored="; ".join(ignored) or None)

@@ -200,8 +200,10 @@ async def test_admin_bodies_the_operation_cannot_take_are_400_not_a_guess(
 HS_SECRET = "hs-client-secret"
 
 
-def hubspot_delivery(url: str, query: str = "") -> tuple[bytes, dict[str, str]]:
-    """An opt-out of contact 51234, v3-signed for ``url`` (and ``query``, as sent)."""
+def hubspot_delivery(
+    url: str, query: str = "", object_id: int = 51234
+) -> tuple[bytes, dict[str, str]]:
+    """An opt-out of contact ``object_id``, v3-signed for ``url`` (and ``query``, as sent)."""
     body = json.dumps(
         [
             {
@@ -209,7 +211,7 @@ def hubspot_delivery(url: str, query: str = "") -> tuple[bytes, dict[str, str]]:
                 "portalId": 2,
                 "occurredAt": int(time.time() * 1000),
                 "subscriptionType": "contact.propertyChange",
-                "objectId": 51234,
+                "objectId": object_id,
                 "propertyName": "hs_email_optout",
                 "propertyValue": "true",
             }
@@ -350,6 +352,34 @@ async def test_hubspot_is_verified_against_the_public_url_it_called_not_the_prox
             body, headers = hubspot_delivery(url)  # signed for the address HubSpot did not call
             async with session.post(url + "/webhooks/hubspot", data=body, headers=headers) as r:
                 assert r.status == 401, await r.text()
+        finally:
+            await runner.cleanup()
+            await hub_runner.cleanup()
+
+
+async def test_an_unsubscribe_for_a_contact_without_a_usable_address_is_ignored_as_json(
+    store: Store, clock: ManualClock
+) -> None:
+    """HubSpot answered with an address nurture cannot use: the delivery escaped as aiohttp's
+    plain-text 500, and HubSpot retried what can never succeed."""
+    simulator = HubSpotSimulator("hs-token")
+    contact = simulator.add_contact("maya at example.com")
+    hub_runner, hub_url = await _serve(simulator.app())
+    async with aiohttp.ClientSession() as session:
+        crm = HubSpotClient(session, hub_url, "hs-token")
+        server = WebhookServer(
+            lambda: cast(Any, None),
+            store,
+            {"hubspot": hubspot_source([HS_SECRET], crm.contact_email)},
+            clock,
+            Metrics(),
+        )
+        runner, url = await _serve(server.app())
+        try:
+            body, headers = hubspot_delivery(url, object_id=int(contact))
+            async with session.post(url + "/webhooks/hubspot", data=body, headers=headers) as r:
+                assert r.status == 202, await r.text()
+                assert f"{contact} has no email address" in (await r.json())["reason"]
         finally:
             await runner.cleanup()
             await hub_runner.cleanup()
