@@ -486,8 +486,12 @@ class Daemon:
                         window_start=now - timedelta(minutes=10),
                     )
             return
-        runtime, _, _ = self._build(loaded.config, store, session)
+        runtime, known, links = self._build(loaded.config, store, session)
         self.runtime, self.config = runtime, loaded.config
+        if self.server is not None and loaded.config.daemon is not None:
+            # webhooks follow the new config too: a vendor added, a new public_url
+            self.server.sources, self.server.links = known, links
+            self.server.public_url = loaded.config.daemon.server.public_url.rstrip("/")
         self.state.last_reload_ok = True
         self.gc_pauses.freeze_what_lives()
         log.info(

@@ -331,3 +331,47 @@ async def test_sigterm_under_load_loses_nothing_that_was_acknowledged(
 
 async def _at_least(items: list[int], count: int) -> bool:
     return len(items) >= count
+
+
+async def test_a_reload_serves_the_webhook_sources_of_the_new_config(
+    daemon: tuple[Running, HubSpotSimulator], tmp_path: Path
+) -> None:
+    """A vendor added to nurture.yaml is served after SIGHUP; the reload built its source and
+    threw it away, so its webhooks stayed 404 until a restart."""
+    running, _ = daemon
+    running.env["ASHBY_WEBHOOK_SECRET"] = "ashby-daemon-secret"
+    await running.start()
+    ping = b'{"action":"ping","data":{}}'
+    digest = hmac.new(b"ashby-daemon-secret", ping, hashlib.sha256).hexdigest()
+
+    async def post_ping() -> int:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                running.url + "/webhooks/ashby",
+                data=ping,
+                headers={"Ashby-Signature": f"sha256={digest}"},
+            ) as answer,
+        ):
+            return answer.status
+
+    assert await post_ping() == 404
+    config = tmp_path / "nurture.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "  hubspot:",
+            "  ashby: {api_key_env: ASHBY_KEY, webhook_secret_envs: [ASHBY_WEBHOOK_SECRET]}\n"
+            "  hubspot:",
+        )
+    )
+    before = await running.metric("nurture_last_reload_timestamp_seconds")
+    running.signal(signal.SIGHUP)
+
+    async def reloaded() -> bool:
+        return await running.metric("nurture_last_reload_timestamp_seconds") != before
+
+    await until(reloaded, "the reload")
+    assert await running.metric("nurture_last_reload_success") == 1.0
+    assert await post_ping() == 202
+    running.signal(signal.SIGTERM)
+    assert await running.stopped() == 0
