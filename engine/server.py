@@ -74,6 +74,7 @@ def _error(
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 MAX_SCOPE = 200  # characters of a rule id given to pause/resume
 MAX_ID = 2**63 - 1  # the largest id a store column holds
+MAX_KEY = 200  # characters of a delivery id or subject the store keeps (tables.inbox)
 
 
 @web.middleware
@@ -209,6 +210,13 @@ class WebhookServer:
         if received.ignored is not None and not received.events:
             log.debug(json_line(decision="ignored", source=name, reason=received.ignored))
             return web.json_response({"status": "ignored", "reason": received.ignored}, status=202)
+        for event in received.events:
+            # PostgreSQL refuses a longer one as a database error, which would be a 503 and a
+            # retry of what can never be stored (SQLite would store it: backends must agree)
+            for what, value in (("delivery id", event.id), ("subject", event.subject or "")):
+                if len(value) > MAX_KEY:
+                    detail = f"the event's {what} is {len(value)} characters; at most {MAX_KEY}"
+                    return _error(400, "bad_payload", detail)
         accepted = duplicates = 0
         try:
             intake = self.intake()

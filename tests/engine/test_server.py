@@ -380,3 +380,18 @@ async def test_admin_endpoints_answer_503_json_while_the_store_is_unreachable(
             assert code == 503 and answer["error"] == "store_unavailable", (path, answer)
     finally:
         await unreachable.close()
+
+
+async def test_a_delivery_id_longer_than_the_store_keeps_is_400_not_a_503_retried_forever(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    """PostgreSQL refused the 201-character id (String(200)) as a database error, answered 503:
+    Greenhouse retried a delivery that can never be stored for 15 hours."""
+    daemon = await daemon_for(store)
+    body = example("webhook_new_candidate_application.json")
+    code, answer = await daemon.post("/webhooks/greenhouse", body, signed(body, "e" * 201))
+    assert code == 400 and answer["error"] == "bad_payload", answer
+    assert "delivery id is 201 characters" in answer["detail"]
+    assert await daemon.inbox() == 0
+    code, _ = await daemon.post("/webhooks/greenhouse", body, signed(body, "e" * 200))
+    assert code == 200 and await daemon.inbox() == 1
