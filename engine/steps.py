@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -258,7 +258,7 @@ class StepRunner:
             action_index=0,
             event_id=None,
             trigger=f"sequence:{sequence.id}",
-            idempotency_key=f"{row['enrollment_id']}:{step.id}:{row['occurrence']}",
+            idempotency_key=step_key(enrollment, step.id, int(row["occurrence"])),
             ordering_key=enrollment["email"] or f"candidate:{enrollment['candidate_id']}",
             candidate_id=enrollment["candidate_id"],
             now=now,
@@ -360,6 +360,16 @@ class _Tick:
         await step_queries.set_step_statuses(conn, self.step_updates)
         await step_queries.add_next_occurrences(conn, self.next_steps)
         await step_queries.complete_if_done(conn, list(self.touched), now)
+
+
+def step_key(enrollment: Any, step_id: str, occurrence: int) -> str:
+    """A step's send key (HubSpot's ``sendId``): the enrolment id makes it unique in this store,
+    its start moment across stores. HubSpot answers a reused ``sendId`` 409 and we read that as
+    "sent before", so a key made only of store-local ids would be silently swallowed when a
+    second store (staging beside production on one portal, a reinstall, a move to PostgreSQL)
+    reaches the same enrolment id."""
+    started = enrollment["started_at"].astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{enrollment['id']}:{step_id}:{occurrence}:{started}"
 
 
 def _reads_roles(step: Step) -> bool:

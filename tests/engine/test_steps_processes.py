@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from engine.clock import SystemClock
 from engine.config.load import ConfigSet, load_config
 from engine.sequences import Sequencer
+from engine.steps import step_key
 from engine.store.store import Store
 from engine.store.tables import enrollment_steps, enrollments, outbox
 from tests.conftest import REPO
@@ -168,8 +169,8 @@ async def fired_state(store: Store) -> tuple[dict[str, int], int, int, set[str]]
 
 async def expected_keys(store: Store) -> set[str]:
     async with store.read() as conn:
-        ids = (await conn.execute(select(enrollments.c.id))).scalars()
-        return {f"{i}:ping:0" for i in ids}
+        rows = (await conn.execute(select(enrollments.c.id, enrollments.c.started_at))).mappings()
+        return {step_key(row, "ping", 0) for row in rows}
 
 
 async def test_two_engine_processes_never_fire_a_step_twice(
