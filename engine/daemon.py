@@ -42,7 +42,7 @@ from engine.outbox_stream import Stream
 from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
-from engine.server import ServerState, WebhookServer, WebhookSource
+from engine.server import STORE_DOWN, ServerState, WebhookServer, WebhookSource
 from engine.store.store import Store
 
 log = logging.getLogger("nurture.daemon")
@@ -459,6 +459,30 @@ class Daemon:
                 self._mtimes = current
                 self.reload_requested.set()
 
+    async def _alert_rejected_reload(self, store: Store, loaded: LoadResult) -> None:
+        """The alert for a rejected reload. The store may be down at that moment: the error
+        line and ``nurture_last_reload_success`` still tell, the next reload alerts again,
+        and the daemon runs on with its config (raising here used to stop it)."""
+        from engine.store import queries
+
+        now = self.clock.now()
+        try:
+            async with store.transaction() as conn:
+                await queries.group_alert(
+                    conn,
+                    group_key="reload",
+                    kind="reload_rejected",
+                    reason=f"config reload rejected ({len(loaded.errors)} error(s)); the "
+                    "running config stays: " + loaded.errors[0].format_text().splitlines()[0],
+                    candidate_id=None,
+                    rule_id=None,
+                    action_type=None,
+                    now=now,
+                    window_start=now - timedelta(minutes=10),
+                )
+        except STORE_DOWN as exc:
+            log.error(json.dumps({"decision": "reload_alert_not_stored", "error": repr(exc)}))
+
     async def _reload(self, store: Store, session: aiohttp.ClientSession) -> None:
         loaded = self._load()
         self.state.last_reload_at = time.time()
@@ -469,22 +493,7 @@ class Daemon:
                     json.dumps({"decision": "reload_rejected", "error": diagnostic.format_text()})
                 )
             if self.runtime is not None:
-                from engine.store import queries
-
-                now = self.clock.now()
-                async with store.transaction() as conn:
-                    await queries.group_alert(
-                        conn,
-                        group_key="reload",
-                        kind="reload_rejected",
-                        reason=f"config reload rejected ({len(loaded.errors)} error(s)); the "
-                        "running config stays: " + loaded.errors[0].format_text().splitlines()[0],
-                        candidate_id=None,
-                        rule_id=None,
-                        action_type=None,
-                        now=now,
-                        window_start=now - timedelta(minutes=10),
-                    )
+                await self._alert_rejected_reload(store, loaded)
             return
         runtime, known, links = self._build(loaded.config, store, session)
         self.runtime, self.config = runtime, loaded.config

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import signal
 import socket
@@ -19,9 +20,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.hubspot.simulator import HubSpotSimulator
 from adapters.slack.simulator import SlackSimulator
+from engine.daemon import Daemon
+from engine.store.store import Store
 from tests.engine.conftest import _serve
 
 SECRET = "gh_daemon_secret"
@@ -375,3 +379,31 @@ async def test_a_reload_serves_the_webhook_sources_of_the_new_config(
     assert await post_ping() == 202
     running.signal(signal.SIGTERM)
     assert await running.stopped() == 0
+
+
+async def test_a_reload_rejected_while_the_store_is_down_leaves_the_daemon_running(
+    daemon: tuple[Running, HubSpotSimulator], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rejected reload's alert is written to the store; when that write failed, the error
+    left the daemon's main loop and the daemon stopped. In process: the store is a seam."""
+    running, _ = daemon
+    in_process = Daemon(tmp_path / "nurture.yaml", env=running.env)
+    loaded = in_process._load()
+    assert loaded.config is not None
+    store = await Store.open(f"sqlite:///{tmp_path / 'nurture.db'}")
+    # nothing listens on port 1: every connection attempt is refused
+    unreachable = Store(create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            in_process.runtime, _, _ = in_process._build(loaded.config, store, session)
+            running_config = in_process.runtime
+            broken = RULES.replace("trigger: ats.application.created", "trigger: [12]")
+            (tmp_path / "rules" / "rules.yaml").write_text(broken)
+            with caplog.at_level(logging.ERROR, logger="nurture.daemon"):
+                await in_process._reload(unreachable, session)
+    finally:
+        await unreachable.close()
+        await store.close()
+    assert in_process.runtime is running_config  # the running config stays
+    assert in_process.state.last_reload_ok is False  # nurture_last_reload_success says so
+    assert "reload_rejected" in caplog.text and "reload_alert_not_stored" in caplog.text
