@@ -148,7 +148,8 @@ class WebhookServer:
         r.add_get("/healthz", self._healthz)
         r.add_get("/readyz", self._readyz)
         r.add_get("/metrics", self._metrics)
-        r.add_get("/l/{token}", self._link)
+        # no HEAD: link checkers and mail scanners send it, and a HEAD is not a click
+        r.add_get("/l/{token}", self._link, allow_head=False)
         r.add_get("/admin/status", self._admin(self._status))
         r.add_post("/admin/pause", self._admin(self._pause))
         r.add_post("/admin/resume", self._admin(self._resume))

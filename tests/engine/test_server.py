@@ -325,6 +325,22 @@ async def test_a_signed_link_respelt_in_base64_is_refused_and_records_no_second_
     assert await daemon.inbox() == 1
 
 
+async def test_a_head_request_on_a_signed_link_records_no_click(
+    daemon_for: Callable[..., Any], store: Store, clock: ManualClock
+) -> None:
+    """Link checkers and mail scanners HEAD the links in an email: aiohttp answers HEAD on a
+    GET route by running it, so each such probe recorded a re-engagement click."""
+    daemon = await daemon_for(store)
+    signer = daemon.server.links
+    assert signer is not None
+    path = signer.url("gh-71", None, "keep-me-posted", clock.now()).removeprefix(
+        "http://nurture.test"
+    )
+    async with aiohttp.ClientSession() as session, session.head(daemon.url + path) as answer:
+        assert answer.status == 405
+    assert await daemon.inbox() == 0
+
+
 async def test_deliveries_to_unknown_sources_share_one_metric_label(
     daemon_for: Callable[..., Any], store: Store
 ) -> None:
