@@ -272,11 +272,10 @@ class WebhookServer:
             self.metrics.set("nurture_steps_overdue_seconds", max(overdue, 0.0))
         except STORE_DOWN:
             pass  # metrics must answer even when the store does not
+        # the exposition format's version is a parameter of the content type, as scrapers read it
         return web.Response(
-            text=self.metrics.render(),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Content-Type-Version": "0.0.4"},
+            body=self.metrics.render().encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
     def _admin(

@@ -341,6 +341,15 @@ async def test_a_head_request_on_a_signed_link_records_no_click(
     assert await daemon.inbox() == 0
 
 
+async def test_metrics_name_the_exposition_format_version_in_the_content_type(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    daemon = await daemon_for(store)
+    async with aiohttp.ClientSession() as session, session.get(daemon.url + "/metrics") as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+
+
 async def test_deliveries_to_unknown_sources_share_one_metric_label(
     daemon_for: Callable[..., Any], store: Store
 ) -> None:
