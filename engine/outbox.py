@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from engine.clock import Clock
 from engine.errors import AdapterError, StoreError
@@ -41,7 +42,7 @@ log = logging.getLogger("nurture.outbox")
 # the outbox fell behind the events accepted (bench_pipeline: accepted 2,150/s, completed
 # 1,650/s, end-to-end p99 500 ms); with 64 the two keep pace (1,810/s, p99 39 ms).
 CONCURRENCY = 64
-STORE_UNREACHABLE = (StoreError, OperationalError, DBAPIError, OSError)
+STORE_UNREACHABLE = (StoreError, OperationalError, DBAPIError, OSError, PoolTimeout)
 
 
 class ActionSkipped(Exception):

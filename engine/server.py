@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from engine.clock import Clock
 from engine.errors import AdapterError, StoreError
@@ -34,7 +35,8 @@ from engine.store import queries
 from engine.store.store import Store
 
 log = logging.getLogger("nurture.server")
-STORE_DOWN = (StoreError, OperationalError, DBAPIError, OSError, ConnectionError)
+# a pool that hands out no connection in time (PoolTimeout) is the store being unavailable too
+STORE_DOWN = (StoreError, OperationalError, DBAPIError, OSError, ConnectionError, PoolTimeout)
 
 
 class _BadRequest(Exception):

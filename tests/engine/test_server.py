@@ -25,7 +25,7 @@ from engine.server import ServerState, WebhookServer
 from engine.store import queries
 from engine.store.store import Store
 from engine.testing import Recorder
-from tests.engine.conftest import _serve
+from tests.engine.conftest import POSTGRES_URL, _serve
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "examples"
 SECRET = "gh_test_secret"
@@ -207,6 +207,25 @@ async def test_store_unreachable_answers_503_so_the_vendor_retries(
     code, text = await daemon.get("/readyz")
     assert code == 503 and json.loads(text)["checks"]["store"] is False
     await unreachable.close()
+
+
+async def test_a_store_whose_connections_are_all_taken_answers_503_not_500(
+    daemon_for: Callable[..., Any],
+) -> None:
+    """A pool that hands out no connection in time is the store being unavailable: the
+    vendor should retry, and readiness say so (it was a 500, from SQLAlchemy's TimeoutError)."""
+    url = POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://", 1)
+    busy = Store(create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.2))
+    daemon = await daemon_for(busy)
+    try:
+        async with busy.engine.connect():  # the pool's only connection, held
+            body = example("webhook_new_candidate_application.json")
+            code, answer = await daemon.post("/webhooks/greenhouse", body, signed(body))
+            assert code == 503 and answer["error"] == "store_unavailable"
+            code, text = await daemon.get("/readyz")
+            assert code == 503 and json.loads(text)["checks"]["store"] is False
+    finally:
+        await busy.close()
 
 
 async def test_shutdown_answers_503(daemon_for: Callable[..., Any], store: Store) -> None:
