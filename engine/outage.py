@@ -42,6 +42,7 @@ class VendorHealth:
     ) -> None:
         self.suspect, self.threshold, self.min_span = suspect, threshold, min_span
         self._streaks: dict[str, _Streak] = {}
+        self._throttled: dict[str, datetime] = {}  # vendor -> its first 429 of an unbroken run
 
     def failed(self, key: str, error: str, now: datetime) -> bool:
         """Note one unavailable answer; True when it is the one that declares the outage."""
@@ -60,6 +61,14 @@ class VendorHealth:
         """Note one answer; True when it ends a run of failures others waited on."""
         streak = self._streaks.pop(key, None)
         return streak is not None and streak.failures > self.suspect
+
+    def throttled(self, key: str, now: datetime) -> datetime:
+        """Note a 429; when the vendor's unbroken run of them began."""
+        return self._throttled.setdefault(key, now)
+
+    def unthrottled(self, key: str) -> None:
+        """Any answer but a 429 ends the run."""
+        self._throttled.pop(key, None)
 
     def failing_since(self, key: str) -> datetime | None:
         """When the current run of failures began, once it is long enough to be the vendor's."""

@@ -294,9 +294,15 @@ class Dispatcher:
             # 5xx, timeouts, refused connections; a 429 or a 4xx is an answer: the vendor is up
             unavailable = exc.retryable and exc.status not in (409, 429)
             recovered = not unavailable and self.health.succeeded(vendor)
+            if exc.status != 429:
+                self.health.unthrottled(vendor)
             if exc.status == 429:  # the vendor pacing us, not a failure: wait as told
                 now = self.clock.now()
+                since = self.health.throttled(vendor, now)
                 delay = self.retry.delay(max(job.attempts, 1), retry_after, self.rng)
+                if retry_after is None:  # told nothing (a daily limit, say): wait about as
+                    # long as the vendor has been refusing, not 1-3 s again all day
+                    delay = VendorHealth.spaced(delay, since, now, self.retry.cap)
                 return _Write(
                     job,
                     "pending",
@@ -322,6 +328,7 @@ class Dispatcher:
             error, permanent = f"{type(exc).__name__}: {exc}", True
         else:
             recovered = self.health.succeeded(vendor)
+            self.health.unthrottled(vendor)
             return _Write(job, "done", job.attempts + 1, result=result, recovered=recovered)
         now = self.clock.now()
         began = unavailable and self.health.failed(vendor, error, now)

@@ -254,6 +254,38 @@ async def test_429_with_retry_after_is_waited_out_then_succeeds(
     assert simulator.stats()["contacts"] == 1
 
 
+async def test_a_vendor_that_throttles_without_saying_how_long_is_asked_ever_less_often(
+    runtime_for: Callable[..., Runtime],
+    hubspot: tuple[HubSpotSimulator, str],
+    clock: ManualClock,
+    store: Store,
+) -> None:
+    """A 429 without Retry-After (a daily limit, say) is not an attempt, so it waited the
+    first backoff step, 1-3 s, every time: a day of that is tens of thousands of requests
+    per queued action. Now the wait grows with the run of 429s, as an outage's retries do."""
+    simulator = hubspot[0]
+    upserts = "/crm/v3/objects/contacts/batch/upsert"
+    simulator.fail_next(429, times=10**6, path_prefix=upserts)
+    runtime = runtime_for()
+    began = clock.now()
+    gaps: list[timedelta] = []
+    async with asyncio.timeout(TIMEOUT):
+        accepted = await runtime.intake.accept(application("d1", "c1", "maya@example.com"))
+        assert accepted.event_id is not None
+        for _ in range(100):  # at most: the assertion below, not the timeout, tells
+            if clock.now() - began >= timedelta(hours=2):
+                break
+            await runtime.dispatcher.run_once()
+            async with store.read() as conn:
+                upsert = (await queries.audit(conn, accepted.event_id))["actions"][0]
+            assert upsert["status"] == "pending" and upsert["attempts"] == 0
+            gaps.append(upsert["next_attempt_at"] - clock.now())
+            clock.set(upsert["next_attempt_at"])
+    # 1-3 s apart, two hours of it would be about 3,600 requests
+    assert len(gaps) < 60 and simulator.stats()["requests"] == len(gaps), simulator.stats()
+    assert gaps[0] <= timedelta(seconds=3) and gaps[-1] >= timedelta(minutes=20)
+
+
 async def test_an_absurd_retry_after_is_capped_at_a_day_not_a_crash(
     runtime_for: Callable[..., Runtime],
     hubspot: tuple[HubSpotSimulator, str],
