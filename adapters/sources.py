@@ -21,6 +21,7 @@ from adapters.signatures import (
     InboundRequest,
     SignatureError,
     SignatureVerifier,
+    Verified,
 )
 from engine import AdapterRejected, Event
 from engine.server import InputRejected, Received
@@ -32,14 +33,26 @@ LookupEmail = Callable[[str], Awaitable[str | None]]
 class VerifiedSource:
     """A vendor whose deliveries are complete once verified (Greenhouse, Ashby)."""
 
-    def __init__(self, name: str, verifier: SignatureVerifier, parser: Parser) -> None:
+    def __init__(
+        self,
+        name: str,
+        verifier: SignatureVerifier,
+        parser: Parser,
+        *,
+        replay_keys: bool = False,
+    ) -> None:
         self.name = name
         self.verifier = verifier
         self.parser = parser
+        # the scheme signs the body only, with no timestamp, and the delivery id is a header
+        # anyone can change: remember what was signed, so a replay is a duplicate
+        self.replay_keys = replay_keys
 
-    def _verify(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> None:
+    def _verify(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Verified:
         try:
-            self.verifier.verify(InboundRequest(headers=headers, body=body, method=method, url=url))
+            return self.verifier.verify(
+                InboundRequest(headers=headers, body=body, method=method, url=url)
+            )
         except SignatureError as exc:
             raise InputRejected(
                 401, f"signature_{exc.reason}", f"{exc.detail} ({exc.field or 'signature'})"
@@ -54,13 +67,14 @@ class VerifiedSource:
     async def receive(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> Received:
-        self._verify(method, url, headers, body)
+        verified = self._verify(method, url, headers, body)
         outcome = self._parse(headers, body)
         if isinstance(outcome, Ignored):
             return Received(ignored=outcome.reason)
         return Received(
             events=tuple(outcome.events),
             ignored="; ".join(i.reason for i in outcome.ignored) or None,
+            replay_key=verified.replay_key if self.replay_keys else None,
         )
 
 
@@ -100,12 +114,16 @@ def greenhouse(secrets: Sequence[str]) -> VerifiedSource:
         "greenhouse",
         GreenhouseVerifier(secrets),
         lambda headers, body: parse_greenhouse(headers, body),
+        replay_keys=True,
     )
 
 
 def ashby(secrets: Sequence[str]) -> VerifiedSource:
     return VerifiedSource(
-        "ashby", AshbyVerifier(secrets), lambda headers, body: parse_ashby(headers, body)
+        "ashby",
+        AshbyVerifier(secrets),
+        lambda headers, body: parse_ashby(headers, body),
+        replay_keys=True,
     )
 
 

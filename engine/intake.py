@@ -84,10 +84,10 @@ class Intake:
         self.steps = steps  # fires Day-0 steps in the enrolling transaction; None: the tick does
         self.local = LocalActions(sequencer)
         self.max_group = max_group
-        self._waiting: list[tuple[Event, asyncio.Future[Accepted]]] = []
+        self._waiting: list[tuple[Event, str | None, asyncio.Future[Accepted]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def accept(self, event: Event) -> Accepted:
+    async def accept(self, event: Event, replay_key: str | None = None) -> Accepted:
         """Store, evaluate and queue one event; returns once all of it is committed.
 
         Events arriving together share one transaction (group commit): a single writer takes
@@ -95,10 +95,12 @@ class Intake:
         fails alone) and commits once. Each caller still returns only after that commit.
         Steps the group's enrolments made due at once (the Day-0 welcome) fire in the same
         transaction, so the first touch is queued with the event that earned it.
+        ``replay_key`` is the digest of what the sender signed, for senders whose delivery id
+        is not signed: the same signed delivery under another id is then a duplicate too.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Accepted] = loop.create_future()
-        self._waiting.append((event, waiter))
+        self._waiting.append((event, replay_key, waiter))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write_groups())
         return await waiter
@@ -110,17 +112,16 @@ class Intake:
             due_now: list[int] = []
             try:
                 async with self.store.transaction() as conn:
-                    for event, waiter in group:
+                    for event, replay_key, waiter in group:
                         try:
                             async with savepoint(conn):
-                                results.append(
-                                    (waiter, await self._accept_in(conn, event, due_now))
-                                )
+                                accepted = await self._accept_in(conn, event, due_now, replay_key)
+                                results.append((waiter, accepted))
                         except Exception as exc:  # this event fails; the others commit
                             results.append((waiter, exc))
                     fired = await self._fire_due(conn, due_now)
             except BaseException as exc:  # the commit itself failed: nobody was accepted
-                for _, waiter in group:
+                for _, _, waiter in group:
                     if not waiter.done():
                         waiter.set_exception(
                             exc
@@ -152,7 +153,9 @@ class Intake:
             log.exception("firing due steps at enrolment failed; the step tick will")
             return Fired()
 
-    async def _accept_in(self, conn: Any, event: Event, due_now: list[int]) -> Accepted:
+    async def _accept_in(
+        self, conn: Any, event: Event, due_now: list[int], replay_key: str | None = None
+    ) -> Accepted:
         now = self.clock.now()
         data = plain_copy(event.data)
         rules = self.rules  # one config version for the whole event, even across a reload
@@ -167,6 +170,7 @@ class Intake:
                 "data": event.data,
                 "received_at": now,
                 "config_digest": rules.digest,
+                "replay_key": replay_key,
             },
         )
         if event_id is None:

@@ -55,6 +55,14 @@ class InputRejected(Exception):
 class Received:
     events: tuple[Event, ...] = ()
     ignored: str | None = None  # why a known-but-unmapped delivery was left out
+    # the digest of what was signed, when the delivery id is not signed (Greenhouse, Ashby):
+    # stored with the event, so the same delivery replayed under a new id is a duplicate
+    replay_key: str | None = None
+
+    def replay_key_of(self, index: int) -> str | None:
+        if self.replay_key is None:
+            return None
+        return self.replay_key if len(self.events) == 1 else f"{self.replay_key}.{index}"
 
 
 class WebhookSource(Protocol):
@@ -223,8 +231,8 @@ class WebhookServer:
         accepted = duplicates = 0
         try:
             intake = self.intake()
-            for event in received.events:
-                outcome = await intake.accept(event)
+            for index, event in enumerate(received.events):
+                outcome = await intake.accept(event, received.replay_key_of(index))
                 duplicates += outcome.duplicate
                 accepted += not outcome.duplicate
                 self.note_accepted(event, outcome)

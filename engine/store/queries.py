@@ -71,9 +71,8 @@ def insert_for(dialect: str, table: Any) -> Any:
 _INBOX_COLUMNS = [c.name for c in inbox.columns if c.name != "id"]
 _INSERT_EVENT = Prepared(
     lambda d: (
-        insert_for(d, inbox)
-        .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-        .returning(inbox.c.id)
+        # either key taken (the delivery id, or what was signed) is a redelivery or a replay
+        insert_for(d, inbox).on_conflict_do_nothing().returning(inbox.c.id)
     ),
     _INBOX_COLUMNS,
 )
@@ -256,8 +255,10 @@ _FINISH_ACTION = {True: _finish(_RETRY_LATER), False: _finish(_FINISHED)}
 
 
 async def insert_event(conn: AsyncConnection, row: dict[str, Any]) -> int | None:
-    """Store an event; None when (source, delivery_id) is already there (a redelivery)."""
-    rows = await _INSERT_EVENT.rows(conn, {"config_digest": None, "subject": None, **row})
+    """Store an event; None when (source, delivery_id) is already there (a redelivery), or
+    (source, replay_key): the same signed delivery under another, unsigned, id (a replay)."""
+    values = {"config_digest": None, "subject": None, "replay_key": None, **row}
+    rows = await _INSERT_EVENT.rows(conn, values)
     return int(rows[0][0]) if rows else None
 
 

@@ -55,6 +55,8 @@ class DateTime(TypeDecorator[datetime]):
 metadata = MetaData()
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
+KEYED_SQL = "replay_key IS NOT NULL"
+
 inbox = Table(
     "inbox",
     metadata,
@@ -67,7 +69,17 @@ inbox = Table(
     Column("data", JSON, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("config_digest", String(64)),
+    # the digest of what was signed, for senders whose delivery id is not (migration 0009)
+    Column("replay_key", String(80)),
     UniqueConstraint("source", "delivery_id", name="uq_inbox_delivery"),
+    Index(
+        "uq_inbox_replay",
+        "source",
+        "replay_key",
+        unique=True,
+        sqlite_where=text(KEYED_SQL),
+        postgresql_where=text(KEYED_SQL),
+    ),
 )
 
 rule_firings = Table(

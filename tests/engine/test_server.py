@@ -138,6 +138,31 @@ async def test_a_signed_webhook_is_committed_before_the_2xx_and_a_redelivery_cha
     assert await daemon.inbox() == 1
 
 
+async def test_a_signed_delivery_replayed_under_another_delivery_id_is_a_duplicate(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    """Greenhouse signs the body only and the Greenhouse-Event-ID header is not signed:
+    whoever held one delivery could send it again under a new id, and it was a new event
+    (another scheduling email, another enrolment attempt) every time."""
+    daemon = await daemon_for(store)
+    body = example("webhook_new_candidate_application.json")
+    assert await daemon.post("/webhooks/greenhouse", body, signed(body, "evt-1")) == (
+        200,
+        {"accepted": 1, "duplicates": 0},
+    )
+    assert await daemon.post("/webhooks/greenhouse", body, signed(body, "evt-2")) == (
+        200,
+        {"accepted": 0, "duplicates": 1},
+    )
+    assert await daemon.inbox() == 1
+    other = body.replace(b"}", b" }", 1)  # another signed body is another delivery
+    assert await daemon.post("/webhooks/greenhouse", other, signed(other, "evt-3")) == (
+        200,
+        {"accepted": 1, "duplicates": 0},
+    )
+    assert await daemon.inbox() == 2
+
+
 @pytest.mark.parametrize(
     ("mutate", "status", "error"),
     [

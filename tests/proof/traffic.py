@@ -20,6 +20,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.greenhouse.payloads import application_payload
@@ -32,6 +33,7 @@ JOBS = [
     (505, "Site Reliability Engineer", "Platform"),
 ]
 SHARES = {"application": 0.60, "stage": 0.20, "rejection": 0.15, "dropped": 0.05}
+ACTIVITY_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 REPEAT_SHARE = 0.10
 
 
@@ -101,6 +103,11 @@ def greenhouse_mix(count: int, seed: int = 1, tag: str = "p") -> Mix:
 
     def delivery(kind: str, action: str, payload: dict[str, Any], app: Application) -> None:
         delivery_id = f"{tag}-{len(mix.deliveries)}"
+        if isinstance(payload.get("application"), dict):
+            # as Greenhouse's own: each delivery's activity moment differs, so two deliveries
+            # are never the same signed bytes (identical ones are a replay, refused)
+            moment = ACTIVITY_START + timedelta(seconds=len(mix.deliveries))
+            payload["application"]["last_activity_at"] = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         mix.deliveries.append(
             Delivery(
                 delivery_id,

@@ -30,7 +30,7 @@ async def test_migrations_create_exactly_the_declared_tables(store: Store) -> No
 
 
 async def test_the_newest_migration_steps_back_and_forward_again(store: Store) -> None:
-    """Undoing a release means downgrading its migration (0008 rebuilds two outbox indexes):
+    """Undoing a release means downgrading its migration (0009 adds the inbox's replay key):
     back one revision and up again, the schema is exactly the declared one."""
     revisions: list[str | None] = []
 
@@ -46,7 +46,7 @@ async def test_the_newest_migration_steps_back_and_forward_again(store: Store) -
         diff = await conn.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
         )
-    assert revisions == ["0007"]
+    assert revisions == ["0008"]
     assert diff == []
     assert await store.revision() == head_revision()
 
