@@ -162,14 +162,6 @@ _ACTIVE_OF_CANDIDATE = _active_by(enrollments.c.candidate_id)
 _ACTIVE_OF_EMAIL = _active_by(enrollments.c.email)
 
 
-def _same_enrolment() -> Any:
-    return and_(
-        enrollments.c.sequence_id == bindparam("sequence_id"),
-        enrollments.c.candidate_id == bindparam("candidate_id"),
-        enrollments.c.key == bindparam("key"),
-    )
-
-
 # What an enrolment decision reads, in one statement: the candidate's active enrolments (one
 # of them may be this sequence and key; any exclusive one blocks a nurture sequence) and every
 # earlier enrolment in this sequence and key (``reenroll: never``)
