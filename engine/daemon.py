@@ -42,8 +42,8 @@ from engine.outbox_stream import Stream
 from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
-from engine.server import STORE_DOWN, ServerState, WebhookServer, WebhookSource
-from engine.store.store import Store
+from engine.server import ServerState, WebhookServer, WebhookSource
+from engine.store.store import STORE_DOWN, Store
 
 log = logging.getLogger("nurture.daemon")
 LEASE = timedelta(minutes=2)  # how long a claimed action is ours before another run may take it

@@ -22,11 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from engine.clock import Clock
-from engine.errors import AdapterError, StoreError
+from engine.errors import AdapterError
 from engine.identity import IdentityLink, learning
 from engine.intake import AlertSettings
 from engine.log_lines import LogLine
@@ -34,7 +31,7 @@ from engine.metrics import Metrics
 from engine.outage import WAITED, VendorHealth, family, release
 from engine.store import queries
 from engine.store.queries import Claimed
-from engine.store.store import Store
+from engine.store.store import STORE_DOWN, Store
 
 log = logging.getLogger("nurture.outbox")
 # Actions in flight at once. Each waits mostly on its vendor, and the loop is shared with
@@ -42,7 +39,6 @@ log = logging.getLogger("nurture.outbox")
 # the outbox fell behind the events accepted (bench_pipeline: accepted 2,150/s, completed
 # 1,650/s, end-to-end p99 500 ms); with 64 the two keep pace (1,810/s, p99 39 ms).
 CONCURRENCY = 64
-STORE_UNREACHABLE = (StoreError, OperationalError, DBAPIError, OSError, PoolTimeout)
 
 
 class ActionSkipped(Exception):
@@ -217,7 +213,7 @@ class Dispatcher:
         while True:
             try:
                 return await self._record(writes)
-            except STORE_UNREACHABLE as exc:
+            except STORE_DOWN as exc:
                 if self.clock.now() + timedelta(seconds=pause) >= lease_until:
                     raise
                 log.warning(
@@ -315,7 +311,7 @@ class Dispatcher:
                 return self._retry_later(
                     job, error, retry_after, permanent=permanent, recovered=True
                 )
-        except STORE_UNREACHABLE as exc:  # our own store, mid-handler: not the action's fault
+        except STORE_DOWN as exc:  # our own store, mid-handler: not the action's fault
             return _Write(
                 job,
                 "pending",

@@ -21,22 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from engine.clock import Clock
-from engine.errors import AdapterError, StoreError
+from engine.errors import AdapterError
 from engine.events import Event
 from engine.intake import Accepted, Intake
 from engine.links import LinkRefused, LinkSigner
 from engine.log_lines import json_line
 from engine.metrics import Metrics
 from engine.store import queries
-from engine.store.store import Store
+from engine.store.store import STORE_DOWN, Store
 
 log = logging.getLogger("nurture.server")
-# a pool that hands out no connection in time (PoolTimeout) is the store being unavailable too
-STORE_DOWN = (StoreError, OperationalError, DBAPIError, OSError, ConnectionError, PoolTimeout)
 
 
 class _BadRequest(Exception):

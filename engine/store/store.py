@@ -33,6 +33,11 @@ from engine.errors import StoreError
 from engine.store import inline_sqlite
 from engine.store.prepared import raw_sqlite
 
+# What "the store cannot be reached" looks like from here: the driver's errors, the socket's,
+# and a pool that hands out no connection in time. One list, so a new one is learned once.
+UNREACHABLE = (OperationalError, DBAPIError, OSError, PoolTimeout)
+STORE_DOWN = (StoreError, *UNREACHABLE)  # and our own word for it
+
 WAL_BOUND_PAGES = 4000
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -165,7 +170,7 @@ class Store:
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(_upgrade)
-        except (OperationalError, DBAPIError, OSError) as exc:
+        except UNREACHABLE as exc:
             raise StoreError(f"cannot open the store: {exc}") from exc
 
     async def revision(self) -> str | None:
@@ -179,7 +184,7 @@ class Store:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
-        except (OperationalError, DBAPIError, OSError, PoolTimeout):  # no connection in time
+        except UNREACHABLE:
             return False
 
     @asynccontextmanager
