@@ -499,8 +499,7 @@ class Daemon:
         self.runtime, self.config = runtime, loaded.config
         if self.server is not None and loaded.config.daemon is not None:
             # webhooks follow the new config too: a vendor added, a new public_url
-            self.server.sources, self.server.links = known, links
-            self.server.public_url = loaded.config.daemon.server.public_url.rstrip("/")
+            self.server.serve(known, links, loaded.config.daemon.server.public_url)
         self.state.last_reload_ok = True
         self.gc_pauses.freeze_what_lives()
         log.info(

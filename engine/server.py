@@ -31,6 +31,7 @@ from engine.log_lines import json_line
 from engine.metrics import Metrics
 from engine.store import queries
 from engine.store.store import STORE_DOWN, Store
+from engine.store.tables import inbox
 
 log = logging.getLogger("nurture.server")
 
@@ -78,9 +79,11 @@ def _error(
 
 
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+# what the inbox keeps of a delivery id and a subject, in characters
+_KEPT_ID: int = inbox.c.delivery_id.type.length  # type: ignore[attr-defined]
+_KEPT_SUBJECT: int = inbox.c.subject.type.length  # type: ignore[attr-defined]
 MAX_SCOPE = 200  # characters of a rule id given to pause/resume
 MAX_ID = 2**63 - 1  # the largest id a store column holds
-MAX_KEY = 200  # characters of a delivery id or subject the store keeps (tables.inbox)
 
 
 @web.middleware
@@ -127,15 +130,13 @@ class WebhookServer:
     ) -> None:
         self.intake = intake
         self.store = store
-        self.sources = sources
         self.clock = clock
         self.metrics = metrics
         self.max_body = max_body
         self.admin_token = admin_token
-        self.links = links
         self.state = state or ServerState()
         self.on_accepted = on_accepted or (lambda: None)  # wakes the outbox workers
-        self.public_url = public_url.rstrip("/") if public_url else None
+        self.serve(sources, links, public_url)
         metrics.declare("nurture_webhooks_total", "counter", "webhook deliveries by outcome")
         metrics.declare("nurture_events_total", "counter", "events accepted by source and type")
         metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
@@ -220,9 +221,12 @@ class WebhookServer:
         for event in received.events:
             # PostgreSQL refuses a longer one as a database error, which would be a 503 and a
             # retry of what can never be stored (SQLite would store it: backends must agree)
-            for what, value in (("delivery id", event.id), ("subject", event.subject or "")):
-                if len(value) > MAX_KEY:
-                    detail = f"the event's {what} is {len(value)} characters; at most {MAX_KEY}"
+            for what, value, most in (
+                ("delivery id", event.id, _KEPT_ID),
+                ("subject", event.subject or "", _KEPT_SUBJECT),
+            ):
+                if len(value) > most:
+                    detail = f"the event's {what} is {len(value)} characters; at most {most}"
                     return _error(400, "bad_payload", detail)
         accepted = duplicates = 0
         try:
@@ -240,6 +244,17 @@ class WebhookServer:
         if accepted:
             self.on_accepted()
         return web.json_response({"accepted": accepted, "duplicates": duplicates})
+
+    def serve(
+        self,
+        sources: Mapping[str, WebhookSource],
+        links: LinkSigner | None,
+        public_url: str | None,
+    ) -> None:
+        """What the config says about webhooks and links; a reload calls it again."""
+        self.sources = sources
+        self.links = links
+        self.public_url = public_url.rstrip("/") if public_url else None
 
     def _called_url(self, request: web.Request) -> str:
         """The URL the vendor called, as HubSpot signs it. Behind a TLS proxy aiohttp sees http
