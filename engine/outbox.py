@@ -290,23 +290,9 @@ class Dispatcher:
             # 5xx, timeouts, refused connections; a 429 or a 4xx is an answer: the vendor is up
             unavailable = exc.retryable and exc.status not in (409, 429)
             recovered = not unavailable and self.health.succeeded(vendor)
-            if exc.status != 429:
-                self.health.unthrottled(vendor)
             if exc.status == 429:  # the vendor pacing us, not a failure: wait as told
-                now = self.clock.now()
-                since = self.health.throttled(vendor, now)
-                delay = self.retry.delay(max(job.attempts, 1), retry_after, self.rng)
-                if retry_after is None:  # told nothing (a daily limit, say): wait about as
-                    # long as the vendor has been refusing, not 1-3 s again all day
-                    delay = VendorHealth.spaced(delay, since, now, self.retry.cap)
-                return _Write(
-                    job,
-                    "pending",
-                    job.attempts,
-                    error=f"{error} (rate limited; not counted as an attempt)",
-                    next_attempt_at=now + delay,
-                    recovered=recovered,
-                )
+                return self._paced(job, error, retry_after, vendor, recovered)
+            self.health.unthrottled(vendor)
             if recovered:
                 return self._retry_later(
                     job, error, retry_after, permanent=permanent, recovered=True
@@ -345,6 +331,25 @@ class Dispatcher:
                 outage=self.health.describe(vendor, now) if began else None,
             )
         return self._retry_later(job, error, retry_after, permanent=permanent)
+
+    def _paced(
+        self, job: Claimed, error: str, retry_after: float | None, vendor: str, recovered: bool
+    ) -> _Write:
+        """A 429: the wait it asks for, or, told nothing (a daily limit, say), about as long as
+        the vendor has been refusing, not 1-3 s again all day. Not an attempt."""
+        now = self.clock.now()
+        since = self.health.throttled(vendor, now)
+        delay = self.retry.delay(max(job.attempts, 1), retry_after, self.rng)
+        if retry_after is None:
+            delay = VendorHealth.spaced(delay, since, now, self.retry.cap)
+        return _Write(
+            job,
+            "pending",
+            job.attempts,
+            error=f"{error} (rate limited; not counted as an attempt)",
+            next_attempt_at=now + delay,
+            recovered=recovered,
+        )
 
     def _retry_later(
         self,
