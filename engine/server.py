@@ -52,7 +52,7 @@ class InputRejected(Exception):
 class Received:
     events: tuple[Event, ...] = ()
     ignored: str | None = None  # why a known-but-unmapped delivery was left out
-    # the digest of what was signed, when the delivery id is not signed (Greenhouse, Ashby):
+    # the digest of what was signed, when the delivery id is not signed (Greenhouse):
     # stored with the event, so the same delivery replayed under a new id is a duplicate
     replay_key: str | None = None
 

@@ -7,7 +7,7 @@ import hmac
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,14 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters.sources import greenhouse
+from adapters.sources import ashby, greenhouse
+from engine import Event
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.links import LinkClaim, LinkSigner
 from engine.metrics import Metrics
 from engine.runtime import Runtime
-from engine.server import ServerState, WebhookServer
+from engine.server import Received, ServerState, WebhookServer
 from engine.store import queries
 from engine.store.store import Store
 from engine.testing import Recorder
@@ -161,6 +162,49 @@ async def test_a_signed_delivery_replayed_under_another_delivery_id_is_a_duplica
         {"accepted": 1, "duplicates": 0},
     )
     assert await daemon.inbox() == 2
+
+
+async def test_a_replayed_ashby_delivery_is_a_duplicate_without_a_replay_key(
+    daemon_for: Callable[..., Any], store: Store
+) -> None:
+    """Ashby names no delivery in a header: the event id comes from the signed body, so the
+    same bytes again are the same event, and its source keeps no replay keys."""
+    daemon = await daemon_for(store)
+    source = ashby(["ashby-secret"])
+    daemon.server.serve({**daemon.server.sources, "ashby": source}, daemon.server.links, None)
+    path = EXAMPLES / "ashby" / "webhook_applicationSubmit.json"
+    body = json.dumps(json.loads(path.read_text()), separators=(",", ":")).encode()
+    digest = hmac.new(b"ashby-secret", body, hashlib.sha256).hexdigest()
+    headers = {"Ashby-Signature": f"sha256={digest}", "Content-Type": "application/json"}
+    assert await daemon.post("/webhooks/ashby", body, headers) == (
+        200,
+        {"accepted": 1, "duplicates": 0},
+    )
+    assert await daemon.post("/webhooks/ashby", body, headers) == (
+        200,
+        {"accepted": 0, "duplicates": 1},
+    )
+    assert await daemon.inbox() == 1
+    received = await source.receive("POST", "http://x/webhooks/ashby", headers, body)
+    assert received.replay_key is None
+
+
+def test_each_event_of_a_delivery_gets_its_own_replay_key() -> None:
+    one = Received(events=(_event("e1"),), replay_key="k")
+    two = Received(events=(_event("e1"), _event("e2")), replay_key="k")
+    assert [one.replay_key_of(0)] == ["k"]
+    assert [two.replay_key_of(0), two.replay_key_of(1)] == ["k.0", "k.1"]
+    assert Received(events=(_event("e1"),)).replay_key_of(0) is None
+
+
+def _event(delivery: str) -> Event:
+    return Event(
+        id=delivery,
+        source="ats/greenhouse",
+        type="ats.candidate.updated",
+        time=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        data={"candidate": {"id": "c1"}},
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
-"""The inbox remembers what was signed for senders that sign the body only (Greenhouse,
-Ashby): their delivery id is an unsigned header, so a captured delivery could be replayed
-under a new id as a new event. A unique (source, replay_key) refuses it as a duplicate.
+"""The inbox remembers what was signed for a sender that signs the body only and names the
+delivery in an unsigned header (Greenhouse): a captured delivery could be replayed under a new
+id as a new event. A unique (source, replay_key) refuses it as a duplicate.
 
 Revision ID: 0009
 Revises: 0008
