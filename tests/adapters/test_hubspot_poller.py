@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 
@@ -44,6 +45,25 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def poller_of(
+    session: aiohttp.ClientSession,
+    url: str,
+    store: Store,
+    clock: ManualClock,
+    sink: Callable[[Any], Awaitable[Any]],
+) -> EngagementPoller:
+    """The poller as the daemon builds it, on the store's cursors, in pages of 100."""
+    return EngagementPoller(
+        session,
+        url,
+        "test-token",
+        StoreCursors(store, clock),
+        sink,
+        start=T0 - timedelta(days=1),
+        page_size=100,
+    )
+
+
 async def test_poller_pages_resumes_from_its_cursor_without_gaps_or_doubles(
     store: Store,
     hubspot: tuple[HubSpotSimulator, str],
@@ -68,26 +88,10 @@ async def test_poller_pages_resumes_from_its_cursor_without_gaps_or_doubles(
         return await runtime.intake.accept(event)
 
     async with asyncio.timeout(20), aiohttp.ClientSession() as session:
-        poller = EngagementPoller(
-            session,
-            url,
-            "test-token",
-            StoreCursors(store, clock),
-            sink,
-            start=T0 - timedelta(days=1),
-            page_size=100,
-        )
+        poller = poller_of(session, url, store, clock, sink)
         assert await poller.poll_once() == 232  # three pages of opens, a click, an unsubscribe
         simulator.add_email_event("OPEN", "late@example.com", ms(T0 + timedelta(hours=6)))
-        restarted = EngagementPoller(
-            session,
-            url,
-            "test-token",
-            StoreCursors(store, clock),
-            sink,
-            start=T0 - timedelta(days=1),
-            page_size=100,
-        )
+        restarted = poller_of(session, url, store, clock, sink)
         seen_again = await restarted.poll_once()
         await runtime.dispatcher.run_until_idle()
         async with store.read() as conn:
@@ -119,15 +123,7 @@ async def test_the_cursor_passes_event_kinds_nobody_acts_on(
         handed.append(event)
 
     async with asyncio.timeout(20), aiohttp.ClientSession() as session:
-        poller = EngagementPoller(
-            session,
-            url,
-            "test-token",
-            StoreCursors(store, clock),
-            sink,
-            start=T0 - timedelta(days=1),
-            page_size=100,
-        )
+        poller = poller_of(session, url, store, clock, sink)
         assert await poller.poll_once() == 0
         first = simulator.stats()["requests"]
         assert await poller.poll_once() == 0
