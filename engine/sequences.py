@@ -441,16 +441,12 @@ class Sequencer:
                         status="pending",
                     )
                 )
-                await conn.execute(
-                    update(outbox)
-                    .where(
-                        outbox.c.enrollment_id == enrollment_id,
-                        outbox.c.rule_id == f"{compiled.sequence.id}/{step_id}",
-                        outbox.c.status.in_(("pending", "deferred")),
-                    )
-                    .values(
-                        status="skipped", last_error="superseded by a reschedule", finished_at=now
-                    )
+                await queries.skip_queued_step(
+                    conn,
+                    enrollment_id,
+                    f"{compiled.sequence.id}/{step_id}",
+                    "superseded by a reschedule",
+                    now,
                 )
             else:
                 continue

@@ -209,18 +209,29 @@ _CANCEL_STEPS_OF = Prepared(
         .values(status="cancelled", reason=bindparam("end_reason"))
     )
 )
-_SKIP_ACTIONS_OF = Prepared(
-    lambda d: (
-        update(outbox)
-        .where(
-            outbox.c.enrollment_id == bindparam("enrolment"),
-            _status_in(outbox, ("pending", "deferred")),
-        )
-        .values(
-            status="skipped", last_error=bindparam("skip_note"), finished_at=bindparam("ended_now")
+
+
+def _skip_queued(*where: Any) -> Prepared:
+    """Skip an enrolment's actions still queued (pending or deferred), with a note."""
+    return Prepared(
+        lambda d: (
+            update(outbox)
+            .where(
+                outbox.c.enrollment_id == bindparam("enrolment"),
+                _status_in(outbox, ("pending", "deferred")),
+                *where,
+            )
+            .values(
+                status="skipped",
+                last_error=bindparam("skip_note"),
+                finished_at=bindparam("ended_now"),
+            )
         )
     )
-)
+
+
+_SKIP_ACTIONS_OF = _skip_queued()
+_SKIP_STEP_ACTIONS_OF = _skip_queued(outbox.c.rule_id == bindparam("step_rule"))
 _SET_CONTEXT = Prepared(
     lambda d: (
         update(enrollments)
@@ -370,6 +381,14 @@ async def end_enrollment(
     await _END_ENROLMENT.run(conn, {**values, "end_status": status})
     await _CANCEL_STEPS_OF.run(conn, values)
     await _SKIP_ACTIONS_OF.run(conn, {**values, "skip_note": f"enrolment ended: {reason}"})
+
+
+async def skip_queued_step(
+    conn: AsyncConnection, enrollment_id: int, step_rule: str, note: str, now: datetime
+) -> None:
+    """Skip what one step of an enrolment still has queued (``step_rule``: sequence/step)."""
+    values = {"enrolment": enrollment_id, "step_rule": step_rule, "skip_note": note}
+    await _SKIP_STEP_ACTIONS_OF.run(conn, {**values, "ended_now": now})
 
 
 async def set_enrollment_context(
