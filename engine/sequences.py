@@ -140,7 +140,7 @@ class Sequencer:
             conditions = compiled.exits.get(event_type)
             if not conditions or not same_key:
                 continue
-            if await self._exits(conn, compiled, event_type, data, row["candidate_id"], now):
+            if await self._exits(conn, compiled, conditions, event_type, data, row, now):
                 reason = f"exit_on {event_type}"
                 await self._end(conn, row["id"], "exited", reason, now)
                 ended.append((int(row["id"]), reason))
@@ -150,16 +150,17 @@ class Sequencer:
         self,
         conn: AsyncConnection,
         compiled: _CompiledSequence,
+        conditions: Iterable[Evaluator | None],
         event_type: str,
         data: dict[str, Any],
-        candidate_id: str | None,
+        row: Any,
         now: datetime,
     ) -> bool:
         """Whether an ``exit_on`` of this event type holds. A condition that fails to evaluate
         is alerted and counts as false, as a rule's does: raising here failed the whole event,
         so its other decisions (a suppression) were refused on every redelivery."""
         sequence = compiled.sequence
-        for condition in compiled.exits.get(event_type, ()):
+        for condition in conditions:
             if condition is None:
                 return True
             try:
@@ -172,7 +173,7 @@ class Sequencer:
                     kind="evaluation_error",
                     reason=f"exit_on {event_type} of sequence {sequence.id} failed: "
                     f"{type(exc).__name__}: {exc}",
-                    candidate_id=candidate_id,
+                    candidate_id=row["candidate_id"],
                     rule_id=f"{sequence.id}/exit_on",
                     action_type=None,
                     now=now,
