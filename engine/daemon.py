@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from engine.acceptor_link import AcceptorLink
 from engine.clock import Clock, ScaledClock, SystemClock
 from engine.config.daemon import DaemonConfig, EmailTarget, SlackTarget
 from engine.config.load import ConfigSet, LoadResult, load_config
@@ -44,6 +45,7 @@ from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
 from engine.server import ServerState, WebhookServer, WebhookSource
 from engine.store.store import STORE_DOWN, Store
+from engine.webhook_sources import webhook_sources
 
 log = logging.getLogger("nurture.daemon")
 LEASE = timedelta(minutes=2)  # how long a claimed action is ours before another run may take it
@@ -111,6 +113,7 @@ class Daemon:
         self._mtimes: dict[Path, float] = {}
         self.gc_pauses = GcPauses(self.metrics)
         self.server: WebhookServer | None = None
+        self.acceptor: AcceptorLink | None = None
 
     # -- config --------------------------------------------------------------------------
     def _load(self) -> LoadResult:
@@ -138,7 +141,6 @@ class Daemon:
         *,
         vendor_limits: bool = True,
     ) -> tuple[Runtime, dict[str, WebhookSource], LinkSigner | None]:
-        from adapters import sources
         from adapters.hubspot.client import HubSpotClient
         from adapters.ratelimit import HUBSPOT_PER_10S
         from adapters.slack.client import SlackWebhook
@@ -177,7 +179,7 @@ class Daemon:
             if len(link_secret) >= 16
             else None
         )
-        from adapters.generic import HttpActionHandler, StandardWebhooksSource
+        from adapters.generic import HttpActionHandler
 
         runtime = Runtime.build(
             store,
@@ -194,28 +196,12 @@ class Daemon:
             mail=self._mailer(daemon),
             metrics=self.metrics,
         )
-        known: dict[str, WebhookSource] = {}
-        generic = daemon.vendors.generic
-        if generic is not None:
-            secrets = [self.env[n] for n in generic.webhook_secret_envs if self.env.get(n)]
-            if secrets:
-                known["generic"] = StandardWebhooksSource(secrets)
-        gh, ash, lev = daemon.vendors.greenhouse, daemon.vendors.ashby, daemon.vendors.lever
-        if lev is not None:
-            known["lever"] = sources.lever(
-                [self.env[n] for n in lev.webhook_secret_envs if self.env.get(n)] or ["unset"],
-                self._lever(daemon, session),
-            )
-        if gh is not None:
-            known["greenhouse"] = sources.greenhouse(
-                [self.env[n] for n in gh.webhook_secret_envs if self.env.get(n)] or ["unset"]
-            )
-        if ash is not None:
-            known["ashby"] = sources.ashby(
-                [self.env[n] for n in ash.webhook_secret_envs if self.env.get(n)] or ["unset"]
-            )
-        if hub.client_secret_env and self.env.get(hub.client_secret_env):
-            known["hubspot"] = sources.hubspot([self.env[hub.client_secret_env]], crm.contact_email)
+        known = webhook_sources(
+            daemon,
+            self.env,
+            lever=self._lever(daemon, session) if daemon.vendors.lever is not None else None,
+            contact_email=crm.contact_email,
+        )
         return runtime, known, links
 
     def _mailer(self, daemon: DaemonConfig) -> MailPort | None:
@@ -367,6 +353,19 @@ class Daemon:
             site = web.TCPSite(web_runner, host, int(port))
             await site.start()
             keeper.start()
+            if daemon.server.acceptor is not None:
+                self.acceptor = AcceptorLink(
+                    self.config_path,
+                    self.config_path.parent / daemon.server.acceptor.spool,
+                    intake=lambda: self._runtime().intake,
+                    note=server.note_accepted,
+                    wake=wake.set,
+                    store=store,
+                    clock=self.clock,
+                )
+                acceptor = self.acceptor
+                self.state.acceptor_running = lambda: acceptor.ready
+                await acceptor.start()
             self.gc_pauses.freeze_what_lives()
             worker_stop = asyncio.Event()
             worker = asyncio.create_task(self._work(worker_stop, wake))
@@ -397,6 +396,8 @@ class Daemon:
                         self.reload_requested.clear()
                         await self._reload(store, session)
             finally:
+                if self.acceptor is not None:  # its webhooks stop first; the spool keeps the rest
+                    await self.acceptor.stop(self.grace)
                 self.state.accepting = False  # webhooks now get 503: the vendor retries
                 watcher.cancel()
                 for task in pollers:
@@ -500,6 +501,8 @@ class Daemon:
         if self.server is not None and loaded.config.daemon is not None:
             # webhooks follow the new config too: a vendor added, a new public_url
             self.server.serve(known, links, loaded.config.daemon.server.public_url)
+        if self.acceptor is not None:
+            self.acceptor.reload()  # its own sources: a webhook secret rotated, a vendor added
         self.state.last_reload_ok = True
         self.gc_pauses.freeze_what_lives()
         log.info(

@@ -108,6 +108,7 @@ class ServerState:
     accepting: bool = True
     config_loaded: bool = True
     claimer_running: Callable[[], bool] = lambda: True
+    acceptor_running: Callable[[], bool] = lambda: True  # true when none is configured
     last_reload_ok: bool = True
     last_reload_at: float = field(default_factory=time.time)
 
@@ -273,6 +274,7 @@ class WebhookServer:
             "config": self.state.config_loaded,
             "claimer": self.state.claimer_running(),
             "accepting": self.state.accepting,
+            "acceptor": self.state.acceptor_running(),
         }
         return web.json_response(
             {"ready": all(checks.values()), "checks": checks},

@@ -24,6 +24,23 @@ class Store(Model):
     password_env: EnvVarName | None = None
 
 
+class Acceptor(Model):
+    """A second process that takes the webhooks of the sources it can verify alone
+    (Greenhouse, Ashby, generic) and acknowledges once they are in a spool file, while the
+    daemon evaluates them from there: the acknowledgement no longer waits on the daemon's loop."""
+
+    listen: str = Field(pattern=r"^[^\s:]+:[0-9]{1,5}$", description="where vendors post")
+    spool: str = Field(
+        "nurture-spool.db", min_length=1, description="the spool file, relative to nurture.yaml"
+    )
+    backlog: int = Field(
+        32,
+        ge=1,
+        le=1_000_000,
+        description="spooled events not yet evaluated before acknowledgements wait (back-pressure)",
+    )
+
+
 class Server(Model):
     listen: str = Field("127.0.0.1:8080", pattern=r"^[^\s:]+:[0-9]{1,5}$")
     public_url: str = Field(
@@ -34,6 +51,9 @@ class Server(Model):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=50_000_000)
     admin_token_env: EnvVarName = "NURTURE_ADMIN_TOKEN"
     link_secret_env: EnvVarName = "NURTURE_LINK_SECRET"
+    acceptor: Acceptor | None = Field(
+        None, description="unset: the daemon takes every webhook itself, on its one loop"
+    )
 
 
 class Greenhouse(Model):

@@ -31,7 +31,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.bench.common import Row, memory_bytes, percentile, render_table
@@ -87,13 +87,15 @@ class Run:
     daemons: int = 1
     pace: float | None = None  # deliveries per second (open loop), None: closed loop
     rules: str = "shipped"  # or "reference": REFERENCE_RULES
+    acceptor: int | None = None  # server.acceptor's back-pressure backlog; None: no acceptor
 
     @property
     def label(self) -> str:
         who = f"{self.daemons} daemons" if self.daemons > 1 else "1 daemon"
         how = f"{self.pace:,.0f}/s paced" if self.pace else f"concurrency {self.concurrency}"
         rules = ", reference-shape rules" if self.rules == "reference" else ""
-        return f"{self.backend}, {who}, {how}{rules}"
+        acceptor = f", acceptor (backlog {self.acceptor})" if self.acceptor else ""
+        return f"{self.backend}, {who}, {how}{rules}{acceptor}"
 
 
 @dataclass
@@ -149,11 +151,11 @@ async def measure(run: Run, seed: int = 7) -> Measured:
     with workdir("load") as folder:
         async with vendors_process(folder) as vendors, _store_url(run.backend, folder) as url:
             await vendors._call("POST", "/hubspot/latency", {"seconds": CRM_LATENCY})
-            settings = DaemonSettings(store_url=url)
+            settings = DaemonSettings(store_url=url, acceptor_backlog=run.acceptor)
             if run.rules == "reference":
                 (folder / "reference").mkdir()
                 (folder / "reference" / "rules.yaml").write_text(REFERENCE_RULES)
-                settings = DaemonSettings(store_url=url, config_paths=(folder / "reference",))
+                settings = replace(settings, config_paths=(folder / "reference",))
             daemons = []
             for n in range(run.daemons):
                 (folder / f"d{n}").mkdir()
@@ -181,7 +183,7 @@ async def _drive(
     offset = time.time() - time.monotonic()  # the poster stamps wall time, HubSpot monotonic
     share = max(1, run.concurrency // len(daemons))
     pace = run.pace / len(daemons) if run.pace else None
-    posters = [Poster(d.url, concurrency=share, pace=pace) for d in daemons]
+    posters = [Poster(d.webhook_url, concurrency=share, pace=pace) for d in daemons]
     began = time.monotonic()
     parts = _split(deliveries, len(daemons))
     outcomes: list[Outcome] = []

@@ -203,6 +203,7 @@ class DaemonSettings:
     hubspot_requests_per_10s: int = 100_000
     group_window: str = "10m"
     config_paths: tuple[Path, ...] = (REPO / "rules", REPO / "sequences")
+    acceptor_backlog: int | None = None  # set: webhooks go to an acceptor process (server.acceptor)
 
 
 class DaemonProcess:
@@ -218,12 +219,22 @@ class DaemonProcess:
         self.folder, self.vendors, self.settings, self.clock = folder, vendors, settings, clock
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.acceptor_url: str | None = None
+        if settings.acceptor_backlog is not None:
+            self.acceptor_url = f"http://127.0.0.1:{free_port()}"
+        self.webhook_url = self.acceptor_url or self.url  # where vendors post
         self.log = folder / "daemon.log"
         self.config = folder / "nurture.yaml"
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.env = {**os.environ, **SECRETS, "SLACK_URL": vendors.url("slack") + "/services/ops"}
         self.config.write_text(self._yaml())
+
+    def _acceptor_yaml(self) -> str:
+        if self.acceptor_url is None:
+            return ""
+        listen = self.acceptor_url.removeprefix("http://")
+        return f', acceptor: {{listen: "{listen}", backlog: {self.settings.acceptor_backlog}}}'
 
     def _yaml(self) -> str:
         s = self.settings
@@ -233,7 +244,7 @@ version: 1
 ats: greenhouse
 config_paths: [{paths}]
 store: {{url: "{s.store_url}"}}
-server: {{listen: "127.0.0.1:{self.port}", public_url: "{self.url}"}}
+server: {{listen: "127.0.0.1:{self.port}", public_url: "{self.url}"{self._acceptor_yaml()}}}
 vendors:
   greenhouse:
     base_url: "{self.vendors.url("greenhouse")}"

@@ -1,0 +1,137 @@
+"""The acceptor's spool: verified webhook events, committed before their 2xx, in a SQLite file
+of their own that the daemon then evaluates from.
+
+A file of its own, not a table in the store: the acceptor process and the daemon each write
+only their own file, so neither waits for the other's write lock, and the acknowledgement no
+longer waits for rule evaluation on the daemon's busy loop. The daemon reads the spool in
+order from a position it keeps in a file beside it; a position lost or behind only makes it
+read events again, which the store's inbox refuses as duplicates (``(source, delivery id)``
+and the replay key are unique there too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from engine.events import Event
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    replay_key TEXT,
+    event TEXT NOT NULL,
+    spooled_at REAL NOT NULL,
+    UNIQUE (source, delivery_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_spool_replay ON spool (source, replay_key)
+    WHERE replay_key IS NOT NULL;
+"""
+KEEP_SECONDS = 3600.0  # evaluated events stay this long: a vendor's quick redelivery is a duplicate
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")  # the store's own setting: no fsync per commit
+    connection.executescript(_SCHEMA)
+    return connection
+
+
+class Spool:
+    """The writing side (the acceptor): events waiting together share one commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = _connect(path)
+        self.last = self._last()
+        self._waiting: list[tuple[Event, str | None, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def _last(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(seq), 0) FROM spool").fetchone()[0])
+
+    async def append(self, event: Event, replay_key: str | None) -> bool:
+        """Spool one event; True when it was spooled before (a duplicate). Returns after the
+        commit."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiting.append((event, replay_key, waiter))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_groups())
+        return await waiter
+
+    async def _write_groups(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            outcomes: list[tuple[asyncio.Future[bool], bool]] = []
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                now = time.time()
+                for event, replay_key, waiter in group:
+                    cursor = self.db.execute(
+                        "INSERT OR IGNORE INTO spool (source, delivery_id, replay_key, event,"
+                        " spooled_at) VALUES (?, ?, ?, ?, ?)",
+                        (event.source, event.id, replay_key, event.model_dump_json(), now),
+                    )
+                    outcomes.append((waiter, cursor.rowcount == 0))
+                self.db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                for _, _, waiter in group:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            self.last = self._last()
+            for waiter, duplicate in outcomes:
+                if not waiter.done():
+                    waiter.set_result(duplicate)
+            await asyncio.sleep(0)  # the callers answer before the next group is written
+
+    def prune(self, evaluated: int, now: float | None = None) -> int:
+        """Forget evaluated events older than ``KEEP_SECONDS``; returns how many."""
+        cutoff = (time.time() if now is None else now) - KEEP_SECONDS
+        cursor = self.db.execute(
+            "DELETE FROM spool WHERE seq <= ? AND spooled_at < ?", (evaluated, cutoff)
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class SpoolReader:
+    """The reading side (the daemon): events after its position, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = _connect(path)
+        self._position_file = path.with_name(path.name + ".position")
+        self.position = self._read_position()
+
+    def _read_position(self) -> int:
+        try:
+            return int(self._position_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0  # read again from the start: the inbox refuses what it has seen
+
+    def after(self, limit: int) -> list[tuple[int, Event, str | None]]:
+        rows = self.db.execute(
+            "SELECT seq, event, replay_key FROM spool WHERE seq > ? ORDER BY seq LIMIT ?",
+            (self.position, limit),
+        ).fetchall()
+        return [(int(seq), Event.model_validate_json(text), key) for seq, text, key in rows]
+
+    def advance(self, seq: int) -> None:
+        """Everything up to ``seq`` is evaluated and committed in the store."""
+        self.position = seq
+        staged = self._position_file.with_name(self._position_file.name + ".new")
+        staged.write_text(str(seq))
+        os.replace(staged, self._position_file)  # never a torn position
+
+    def close(self) -> None:
+        self.db.close()

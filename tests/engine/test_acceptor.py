@@ -1,0 +1,171 @@
+"""`server.acceptor`: webhooks taken by a second process into a spool, evaluated by the daemon.
+
+The daemon and its acceptor run as real subprocesses; HubSpot is the simulator on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from adapters import sources
+from adapters.hubspot.simulator import HubSpotSimulator
+from engine.spool import Spool
+from tests.engine.test_daemon import SECRET, Running, application, daemon, free_port, until  # noqa: F401
+
+
+def _with_acceptor(running: Running, backlog: int = 32) -> str:
+    """Turn the fixture's daemon into one with an acceptor; returns the acceptor's URL."""
+    port = free_port()
+    config = running.folder / "nurture.yaml"
+    text = config.read_text()
+    server = re.search(r"^server: \{(.*)\}$", text, re.MULTILINE)
+    assert server is not None
+    acceptor = f'acceptor: {{listen: "127.0.0.1:{port}", backlog: {backlog}}}'
+    config.write_text(text.replace(server.group(0), f"server: {{{server.group(1)}, {acceptor}}}"))
+    return f"http://127.0.0.1:{port}"
+
+
+async def _post(url: str, body: bytes, delivery: str) -> tuple[int, Any]:
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Signature": f"sha256 {digest}", "Greenhouse-Event-ID": delivery}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/webhooks/greenhouse", data=body, headers=headers) as answer,
+    ):
+        return answer.status, await answer.json()
+
+
+async def _listening(url: str) -> bool:
+    with contextlib.suppress(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as answer:
+            return answer.status == 200
+    return False
+
+
+def _acceptor_pids(running: Running) -> list[int]:
+    lines = [json.loads(x) for x in running.log.read_text().splitlines() if x.startswith("{")]
+    return [line["pid"] for line in lines if line.get("decision") == "acceptor_started"]
+
+
+async def test_the_acceptor_acknowledges_from_its_spool_and_the_daemon_evaluates_the_event(
+    daemon: tuple[Running, HubSpotSimulator],  # noqa: F811 - the fixture, imported above
+) -> None:
+    running, hubspot = daemon
+    acceptor = _with_acceptor(running)
+    await running.start()
+    assert await _post(acceptor, application(1), "d1") == (200, {"accepted": 1, "duplicates": 0})
+    assert await _post(acceptor, application(1), "d1") == (200, {"accepted": 0, "duplicates": 1})
+
+    async def reached_crm() -> bool:
+        stats = hubspot.stats()
+        return bool(stats["contacts"] == 1 and stats["sends"] == 1)
+
+    await until(reached_crm, "the spooled application to reach HubSpot")
+    status, body = await running.get("/readyz")
+    assert status == 200 and json.loads(body)["checks"]["acceptor"] is True
+    # the acceptor verifies as the daemon does: a bad signature is refused, nothing is spooled
+    headers = {"Signature": "sha256 00", "Greenhouse-Event-ID": "d2"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(acceptor + "/webhooks/greenhouse", data=application(2), headers=headers) as r,
+    ):
+        assert r.status == 401 and (await r.json())["error"]
+    assert '"decision": "accepted"' in running.log.read_text()  # logged where it is decided
+
+
+async def test_what_was_spooled_before_a_kill_is_evaluated_when_the_daemon_starts_again(
+    daemon: tuple[Running, HubSpotSimulator],  # noqa: F811
+) -> None:
+    running, hubspot = daemon
+    acceptor = _with_acceptor(running)
+    await running.start()
+    assert (await _post(acceptor, application(1), "d1"))[0] == 200
+    running.signal(signal.SIGKILL)
+    assert await running.stopped() == -signal.SIGKILL
+
+    async def acceptor_gone() -> bool:  # its standard input closed with the daemon
+        return not await _listening(acceptor)
+
+    await until(acceptor_gone, "the acceptor to stop with its daemon")
+    # acknowledged, then the daemon died before evaluating it: it is only in the spool
+    received = await sources.greenhouse([SECRET]).receive(
+        "POST",
+        acceptor + "/webhooks/greenhouse",
+        {
+            "Signature": "sha256 "
+            + hmac.new(SECRET.encode(), application(2), hashlib.sha256).hexdigest(),
+            "Greenhouse-Event-ID": "d2",
+        },
+        application(2),
+    )
+    spool = Spool(running.folder / "nurture-spool.db")
+    assert await spool.append(received.events[0], received.replay_key_of(0)) is False
+    spool.close()
+    await running.start()
+
+    async def both_reached_crm() -> bool:
+        return bool(hubspot.stats()["contacts"] == 2)
+
+    await until(both_reached_crm, "both applications to reach HubSpot")
+    assert hubspot.stats()["duplicate_emails"] == 0
+
+
+async def test_sigterm_stops_the_acceptor_with_the_daemon_and_a_dead_acceptor_is_restarted(
+    daemon: tuple[Running, HubSpotSimulator],  # noqa: F811
+) -> None:
+    running, _ = daemon
+    acceptor = _with_acceptor(running)
+    await running.start()
+    first = _acceptor_pids(running)
+    assert len(first) == 1
+    import os
+
+    os.kill(first[0], signal.SIGKILL)
+
+    async def restarted() -> bool:
+        return len(_acceptor_pids(running)) == 2 and await _listening(acceptor)
+
+    await until(restarted, "the daemon to start its acceptor again")
+    assert '"decision": "acceptor_died"' in running.log.read_text()
+    assert (await _post(acceptor, application(3), "d3"))[0] == 200
+    running.signal(signal.SIGTERM)
+    assert await running.stopped() == 0
+    assert not await _listening(acceptor)
+
+
+async def test_the_spool_refuses_a_delivery_twice_and_a_replay_under_a_new_id(
+    tmp_path: Path,
+) -> None:
+    from engine.spool import SpoolReader
+
+    source = sources.greenhouse([SECRET])
+    body = application(1)
+    signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    async def receive(delivery: str) -> Any:
+        headers = {"Signature": signature, "Greenhouse-Event-ID": delivery}
+        return await source.receive("POST", "http://x/webhooks/greenhouse", headers, body)
+
+    spool = Spool(tmp_path / "spool.db")
+    first, again, replayed = await receive("d1"), await receive("d1"), await receive("d9")
+    assert await spool.append(first.events[0], first.replay_key_of(0)) is False
+    assert await spool.append(again.events[0], again.replay_key_of(0)) is True
+    assert await spool.append(replayed.events[0], replayed.replay_key_of(0)) is True
+    reader = SpoolReader(tmp_path / "spool.db")
+    [(seq, event, key)] = reader.after(10)
+    assert event == first.events[0] and key == first.replay_key_of(0)
+    reader.advance(seq)
+    assert reader.after(10) == []
+    assert SpoolReader(tmp_path / "spool.db").position == seq  # kept across a restart
+    assert spool.prune(seq) == 0  # evaluated, but younger than an hour: kept for duplicates
+    assert spool.prune(seq, now=10**10) == 1
+    assert spool.prune(seq, now=10**10) == 0
