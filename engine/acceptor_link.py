@@ -26,7 +26,7 @@ from engine.store import queries
 from engine.store.store import STORE_DOWN, Store
 
 log = logging.getLogger("nurture.acceptor")
-BATCH = 8  # spooled events evaluated together (one intake group, one commit)
+BATCH = 64  # spooled events evaluated together (one intake group, one commit)
 RETRY_STORE = 1.0  # seconds before a batch the store refused is read again
 RESTART_AFTER = 1.0  # seconds before an acceptor that died is started again
 
