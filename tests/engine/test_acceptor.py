@@ -5,6 +5,7 @@ The daemon and its acceptor run as real subprocesses; HubSpot is the simulator o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -169,3 +170,29 @@ async def test_the_spool_refuses_a_delivery_twice_and_a_replay_under_a_new_id(
     assert spool.prune(seq) == 0  # evaluated, but younger than an hour: kept for duplicates
     assert spool.prune(seq, now=10**10) == 1
     assert spool.prune(seq, now=10**10) == 0
+
+
+async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caught_up(
+    tmp_path: Path,
+) -> None:
+    from engine.acceptor import SpoolIntake
+
+    source = sources.greenhouse([SECRET])
+
+    async def event(n: int) -> Any:
+        body = application(n)
+        signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"Signature": signature, "Greenhouse-Event-ID": f"d{n}"}
+        return (await source.receive("POST", "http://x/", headers, body)).events[0]
+
+    announced: list[int] = []
+    intake = SpoolIntake(Spool(tmp_path / "spool.db"), backlog=1, announce=announced.append)
+    first = await intake.accept(await event(1))  # one waiting: within the backlog
+    assert first.duplicate is False and announced == [1]
+    held = asyncio.ensure_future(intake.accept(await event(2)))
+    for _ in range(20):  # loop turns, not a timer: the spool commit happens in these
+        await asyncio.sleep(0)
+    assert announced == [1, 2]  # spooled (committed) ...
+    assert not held.done()  # ... but not acknowledged: two wait, the backlog is one
+    intake.note_evaluated(1)
+    assert (await asyncio.wait_for(held, timeout=5)).duplicate is False
