@@ -1,20 +1,18 @@
-"""The daemon's side of ``server.acceptor``: it starts the acceptor process, restarts it if it
-dies, and evaluates what it spooled, in order, through the ordinary intake.
+"""The daemon's side of ``server.acceptor``: it starts the acceptor process, starts it again if
+it dies, and has ``SpoolFeeder`` evaluate what it spools.
 
-An event fails evaluation in one of two ways. The store is down: the batch is read again a
-second later, from the same position (nothing is skipped). The event itself fails (a defect
-the vendor's retry could not have cured either): an alert names its delivery and the reason,
-it is logged, and the spool keeps it for an hour for inspection. Either way nothing is lost
-silently.
+They talk over the acceptor's standard streams, one line each way: ``ready`` and ``spooled N``
+from it, ``evaluated N`` to it (its back-pressure). Its standard input closing is how it
+learns that the daemon is gone, even after a SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 from engine.clock import Clock
@@ -22,12 +20,10 @@ from engine.events import Event
 from engine.intake import Accepted, Intake
 from engine.log_lines import json_line
 from engine.spool import SpoolReader
-from engine.store import queries
-from engine.store.store import STORE_DOWN, Store
+from engine.spool_feed import SpoolFeeder
+from engine.store.store import Store
 
 log = logging.getLogger("nurture.acceptor")
-BATCH = 64  # spooled events evaluated together (one intake group, one commit)
-RETRY_STORE = 1.0  # seconds before a batch the store refused is read again
 RESTART_AFTER = 1.0  # seconds before an acceptor that died is started again
 
 
@@ -45,17 +41,19 @@ class AcceptorLink:
     ) -> None:
         self.config_path = config_path
         self.spool_path = spool_path
-        self.intake = intake
-        self.note = note
-        self.wake = wake
-        self.store = store
-        self.clock = clock
         self.process: asyncio.subprocess.Process | None = None
-        self._spooled = asyncio.Event()
+        self.reader = SpoolReader(spool_path)
+
+        def evaluated(seq: int) -> None:
+            self._tell(f"evaluated {seq}")
+            wake()  # the outbox: new actions
+
+        self.feeder = SpoolFeeder(
+            self.reader, intake=intake, note=note, evaluated=evaluated, store=store, clock=clock
+        )
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self.reader: SpoolReader | None = None
         self._ready = False
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def running(self) -> bool:
@@ -68,19 +66,20 @@ class AcceptorLink:
 
     async def start(self) -> None:
         """Start the acceptor and wait until it listens; then evaluate what it spools."""
-        self.reader = SpoolReader(self.spool_path)
         await self._spawn()
-        self._spooled.set()  # what a previous run spooled and did not evaluate
         self._tasks = [
-            asyncio.create_task(self._feed()),
+            asyncio.create_task(self.feeder.run()),
             asyncio.create_task(self._supervise()),
         ]
 
     async def _spawn(self) -> None:
         self._ready = False
-        command = [sys.executable, "-m", "engine.acceptor", "--config", str(self.config_path)]
         self.process = await asyncio.create_subprocess_exec(
-            *command,
+            sys.executable,
+            "-m",
+            "engine.acceptor",
+            "--config",
+            str(self.config_path),
             "--spool",
             str(self.spool_path),
             stdin=asyncio.subprocess.PIPE,
@@ -91,14 +90,14 @@ class AcceptorLink:
             if line.strip() == b"ready":
                 self._ready = True
                 log.info(json_line(decision="acceptor_started", pid=self.process.pid))
-                self._tell(f"evaluated {self.reader.position if self.reader else 0}")
+                self._tell(f"evaluated {self.reader.position}")
                 return
             self._heard(line)
         raise RuntimeError(f"the acceptor exited with {await self.process.wait()} before ready")
 
     def _heard(self, line: bytes) -> None:
         if line.startswith(b"spooled "):
-            self._spooled.set()
+            self.feeder.spooled()
 
     def _tell(self, line: str) -> None:
         if self.running and self.process is not None and self.process.stdin is not None:
@@ -120,65 +119,14 @@ class AcceptorLink:
             except (OSError, RuntimeError) as exc:
                 log.error(json_line(decision="acceptor_restart_failed", error=str(exc)))
 
-    async def _feed(self) -> None:
-        assert self.reader is not None
-        while True:
-            await self._spooled.wait()
-            self._spooled.clear()
-            while batch := self.reader.after(BATCH):
-                if not await self._evaluate(batch):
-                    await asyncio.sleep(RETRY_STORE)
-                    continue
-                self.reader.advance(batch[-1][0])
-                self._tell(f"evaluated {batch[-1][0]}")
-                self.wake()
-
-    async def _evaluate(self, batch: list[tuple[int, Event, str | None]]) -> bool:
-        """One intake group; False when the store refused it (read it again later)."""
-        intake = self.intake()
-        outcomes = await asyncio.gather(
-            *(intake.accept(event, key) for _, event, key in batch), return_exceptions=True
-        )
-        if any(isinstance(o, STORE_DOWN) for o in outcomes):
-            log.error(json_line(decision="store_unavailable", source="spool"))
-            return False
-        for (seq, event, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                await self._alert(seq, event, outcome)
-            else:
-                self.note(event, outcome)
-        return True
-
-    async def _alert(self, seq: int, event: Event, error: BaseException) -> None:
-        reason = (
-            f"spooled event {event.source}/{event.id} (spool #{seq}) failed evaluation: "
-            f"{type(error).__name__}: {error}"
-        )
-        log.error(json_line(decision="spool_event_failed", event_id=event.id, error=reason))
-        now = self.clock.now()
-        try:
-            async with self.store.transaction() as conn:
-                await queries.group_alert(
-                    conn,
-                    group_key=f"spool:{event.source}",
-                    kind="intake_error",
-                    reason=reason,
-                    candidate_id=event.subject,
-                    rule_id=None,
-                    action_type=None,
-                    now=now,
-                    window_start=now - timedelta(minutes=10),
-                )
-        except STORE_DOWN:
-            log.error(json_line(decision="alert_not_recorded", event_id=event.id))
-
     def reload(self) -> None:
         """The acceptor re-reads its sources from ``nurture.yaml``."""
         if self.running and self.process is not None:
-            self.process.send_signal(1)  # SIGHUP
+            self.process.send_signal(signal.SIGHUP)
 
     async def stop(self, grace: float) -> None:
-        """Stop the acceptor first (webhooks then fail and are retried), then the feeding."""
+        """Stop the acceptor first (its webhooks then fail and are retried), then the feeding;
+        what it spooled and was not evaluated waits in the spool for the next start."""
         self._stopping = True
         if self.running and self.process is not None:
             self.process.terminate()
@@ -190,5 +138,4 @@ class AcceptorLink:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.reader is not None:
-            self.reader.close()
+        self.reader.close()
