@@ -144,7 +144,9 @@ async def serve(config_path: Path, spool_path: Path) -> int:
         log.info(json_line(decision="acceptor_reloaded", sources=sorted(server.sources)))
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    runner = web.AppRunner(server.routes(), access_log=None)
+    # a short wait for in-flight answers at the end: the next start (after a SIGKILL of the
+    # daemon) needs this port back, and what waited on back-pressure is released first
+    runner = web.AppRunner(server.routes(), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     host, port = settings.listen.rsplit(":", 1)
     await web.TCPSite(runner, host, int(port)).start()

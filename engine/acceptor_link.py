@@ -64,9 +64,19 @@ class AcceptorLink:
         """Listening: it said so, and has not died since."""
         return self._ready and self.running
 
-    async def start(self) -> None:
-        """Start the acceptor and wait until it listens; then evaluate what it spools."""
-        await self._spawn()
+    async def start(self, attempts: int = 40) -> None:
+        """Start the acceptor and wait until it listens; then evaluate what it spools. After a
+        SIGKILL of the daemon, the old acceptor may still hold the port for a moment (it stops
+        when it sees its standard input close): the start is tried again meanwhile."""
+        for attempt in range(attempts):
+            try:
+                await self._spawn()
+                break
+            except RuntimeError as exc:
+                if attempt == attempts - 1:
+                    raise
+                log.warning(json_line(decision="acceptor_start_retried", error=str(exc)))
+                await asyncio.sleep(RESTART_AFTER / 4)
         self._tasks = [
             asyncio.create_task(self.feeder.run()),
             asyncio.create_task(self._supervise()),

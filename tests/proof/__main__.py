@@ -22,6 +22,7 @@ from tests.proof.results import Result, Size, table
 # name -> module; add a scenario here and both `make proof` and the runner pick it up
 SCENARIOS: dict[str, str] = {
     "crash_loop": "tests.proof.crash_loop",
+    "crash_loop_acceptor": "tests.proof.crash_loop_acceptor",
     "vendor_faults": "tests.proof.vendor_faults",
     "store_faults": "tests.proof.store_faults",
     "hostile": "tests.proof.hostile",

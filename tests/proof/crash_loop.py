@@ -54,19 +54,23 @@ PLANS = {
 }
 
 
-async def run(size: Size, seed: int = 20) -> Result:
+async def run(size: Size, seed: int = 20, *, acceptor: bool = False) -> Result:
+    """``acceptor``: Greenhouse webhooks go to the acceptor process (``server.acceptor``), whose
+    2xx means "in the spool"; the same invariants must hold across the kills."""
     plan = PLANS[size]
     with workdir("crash") as folder:
-        return await _run(plan, folder, seed)
+        return await _run(plan, folder, seed, acceptor)
 
 
-async def _run(plan: Plan, folder: Path, seed: int) -> Result:
+async def _run(plan: Plan, folder: Path, seed: int, acceptor: bool) -> Result:
     rng = random.Random(seed)
     mix = greenhouse_mix(plan.events, seed=seed, tag=f"c{seed}")
     rate = plan.days * 86_400 / plan.window
     clock = ScaledClock(START, time.time(), rate)
-    settings = DaemonSettings(store_url=f"sqlite:///{folder / 'nurture.db'}")
-    result = Result("crash loop (SIGKILL, SQLite)")
+    settings = DaemonSettings(
+        store_url=f"sqlite:///{folder / 'nurture.db'}", acceptor_backlog=256 if acceptor else None
+    )
+    result = Result("crash loop (SIGKILL, SQLite" + (", acceptor process)" if acceptor else ")"))
     async with vendors_process(folder) as vendors:
         daemon = DaemonProcess(folder, vendors, settings, clock)
         restarts: list[float] = []
@@ -76,7 +80,7 @@ async def _run(plan: Plan, folder: Path, seed: int) -> Result:
             began = time.monotonic()
             # the load spans the kill window, so kills land in intake, sends and steps alike
             pace = plan.events / (plan.window * 0.8)
-            poster = Poster(daemon.url, concurrency=plan.concurrency, pace=pace)
+            poster = Poster(daemon.webhook_url, concurrency=plan.concurrency, pace=pace)
             posting = asyncio.create_task(poster.post_all(mix.deliveries))
             unsubscribing = asyncio.create_task(
                 _unsubscribe(daemon, vendors, mix, plan, rng, began)

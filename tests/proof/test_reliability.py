@@ -22,6 +22,13 @@ async def test_sigkill_loop_loses_nothing_sends_nothing_twice_and_misses_no_step
     assert result.faults_injected == 3
 
 
+async def test_sigkill_loop_through_the_acceptor_loses_nothing_and_sends_nothing_twice() -> None:
+    """The same, with webhooks acknowledged by the acceptor process from its spool."""
+    result = await crash_loop.run(Size.REDUCED, acceptor=True)
+    assert result.held, _verdict(result)
+    assert result.faults_injected == 3
+
+
 async def test_vendor_faults_retried_to_success_422_dead_lettered_outage_alerted_once() -> None:
     result = await vendor_faults.run(Size.REDUCED)
     assert result.held, _verdict(result)
