@@ -14,7 +14,8 @@ Measured per run:
 * completed events/s and webhook -> CRM p50/p99: for each new person, from the start of the
   POST that delivered their first application to the moment the HubSpot simulator created
   their contact (its ``time.monotonic()``, the same clock in every process of this machine);
-* the daemons' CPU seconds (``/proc/PID/stat``) and peak RSS (``VmHWM``).
+* the daemons' CPU seconds (``/proc/PID/stat``) and peak RSS (``VmHWM``), each summed over the
+  daemons and their acceptor processes (a sum of peaks: never less than they held at once).
 
 Runs: SQLite at concurrency 1, 8 and 32; SQLite at concurrency 8 with ``REFERENCE_RULES`` (the
 shape of the issue's reference points: a new application becomes a CRM contact, nothing
@@ -226,7 +227,7 @@ async def _drive(
     if stamps:
         result.complete_seconds = max(stamps.values()) - began
     result.cpu_seconds = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
-    result.peak_rss = max(memory_bytes("VmHWM", pid) for pid in pids)
+    result.peak_rss = sum(memory_bytes("VmHWM", pid) for pid in pids)
 
 
 def _per_event(requests: int, events: int) -> str:
