@@ -17,6 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from engine.errors import StoreError
 from engine.events import Event
 
 _SCHEMA = """
@@ -83,9 +84,11 @@ class Spool:
             except sqlite3.Error as exc:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
+                # the store's word for it: the webhook handler answers 503 and the vendor retries
+                refused = StoreError(f"the spool refused the write: {exc}")
                 for _, _, waiter in group:
                     if not waiter.done():
-                        waiter.set_exception(exc)
+                        waiter.set_exception(refused)
                 continue
             self.last = self._last()
             for waiter, duplicate in outcomes:

@@ -196,3 +196,62 @@ async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caugh
     assert not held.done()  # ... but not acknowledged: two wait, the backlog is one
     intake.note_evaluated(1)
     assert (await asyncio.wait_for(held, timeout=5)).duplicate is False
+
+
+async def test_a_write_the_spool_refuses_is_a_store_error_which_webhooks_answer_with_503(
+    tmp_path: Path,
+) -> None:
+    from engine.errors import StoreError
+
+    source = sources.greenhouse([SECRET])
+    body = application(1)
+    signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    received = await source.receive(
+        "POST", "http://x/", {"Signature": signature, "Greenhouse-Event-ID": "d1"}, body
+    )
+    spool = Spool(tmp_path / "spool.db")
+    spool.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses every write now
+    try:
+        await spool.append(received.events[0], None)
+    except StoreError as refused:  # what the webhook handler answers with 503
+        assert "readonly" in str(refused)
+    else:
+        raise AssertionError("a refused write was acknowledged")
+    spool.db.execute("PRAGMA query_only = OFF")
+    assert await spool.append(received.events[0], None) is False  # nothing half-written
+
+
+async def test_a_reload_gives_the_acceptor_the_sources_of_the_new_config(
+    daemon: tuple[Running, HubSpotSimulator],  # noqa: F811
+) -> None:
+    running, _ = daemon
+    running.env["ASHBY_WEBHOOK_SECRET"] = "ashby-acceptor-secret"
+    acceptor = _with_acceptor(running)
+    await running.start()
+    ping = b'{"action":"ping","data":{}}'
+    digest = hmac.new(b"ashby-acceptor-secret", ping, hashlib.sha256).hexdigest()
+
+    async def ping_status() -> int:
+        headers = {"Ashby-Signature": f"sha256={digest}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(acceptor + "/webhooks/ashby", data=ping, headers=headers) as answer,
+        ):
+            return answer.status
+
+    assert await ping_status() == 404
+    config = running.folder / "nurture.yaml"
+    config.write_text(
+        config.read_text().replace(
+            "  hubspot:",
+            "  ashby: {api_key_env: ASHBY_KEY, webhook_secret_envs: [ASHBY_WEBHOOK_SECRET]}\n"
+            "  hubspot:",
+        )
+    )
+    running.signal(signal.SIGHUP)
+
+    async def served() -> bool:
+        return await ping_status() == 202
+
+    await until(served, "the acceptor to serve the vendor the reload added")
+    assert '"decision": "acceptor_reloaded"' in running.log.read_text()
