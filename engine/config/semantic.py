@@ -553,6 +553,15 @@ class SemanticChecker:
                 "mail.via is 'smtp' but mail has no 'smtp' relay",
                 expected="mail: {via: smtp, smtp: {host: ..., port: 587, sender: ...}}",
             )
+        acceptor = config.server.acceptor
+        if acceptor is not None and _same_address(acceptor.listen, config.server.listen):
+            self.out.report(
+                document,
+                "/server/acceptor/listen",
+                f"the acceptor's port is the daemon's ({config.server.listen}): one of the two"
+                " could not listen",
+                expected="another port, e.g. listen: 127.0.0.1:8081",
+            )
         try:
             ZoneInfo(config.guardrails.default_time_zone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -562,6 +571,14 @@ class SemanticChecker:
                 f"unknown time zone {config.guardrails.default_time_zone!r}",
                 expected="an IANA zone such as Europe/Berlin or UTC",
             )
+
+
+def _same_address(one: str, other: str) -> bool:
+    """Whether two ``host:port`` listeners would take the same socket (a wildcard host
+    takes the port on every address)."""
+    (host, port), (other_host, other_port) = one.rsplit(":", 1), other.rsplit(":", 1)
+    wildcard = {"0.0.0.0", "::", "[::]", "*", ""}
+    return port == other_port and (host == other_host or {host, other_host} & wildcard != set())
 
 
 _UNUSED_HINT = "use it (sequence.enroll or crm.send_email) or remove it"

@@ -210,6 +210,9 @@ BAD: dict[str, list[Expected]] = {
     "daemon/unknown-time-zone.bad": [
         (19, 22, "/guardrails/default_time_zone", "unknown time zone 'Europe/Munich'", None),
     ],
+    "daemon/acceptor-on-the-daemons-port.bad": [
+        (6, 22, "/server/acceptor/listen", "the acceptor's port is the daemon's", None),
+    ],
     "daemon/smtp-mail-without-relay.bad": [
         (19, 3, "/mail", "mail.via is 'smtp' but mail has no 'smtp' relay", None),
     ],
