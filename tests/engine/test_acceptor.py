@@ -19,7 +19,7 @@ import aiohttp
 
 from adapters import sources
 from adapters.hubspot.simulator import HubSpotSimulator
-from engine.spool import Spool
+from engine.spool import KEEP_SECONDS, Spool
 from tests.engine.test_daemon import SECRET, Running, application, daemon, free_port, until  # noqa: F401
 
 
@@ -167,9 +167,16 @@ async def test_the_spool_refuses_a_delivery_twice_and_a_replay_under_a_new_id(
     reader.advance(seq)
     assert reader.after(10) == []
     assert SpoolReader(tmp_path / "spool.db").position == seq  # kept across a restart
-    assert spool.prune(seq) == 0  # evaluated, but younger than an hour: kept for duplicates
-    assert spool.prune(seq, now=10**10) == 1
-    assert spool.prune(seq, now=10**10) == 0
+    assert spool.prune(seq, now=1000.0) == 0  # evaluated, but young: kept for duplicates
+    assert spool.prune(seq, now=1000.0 + KEEP_SECONDS - 1) == 0
+    assert spool.prune(seq, now=1000.0 + KEEP_SECONDS) == 1  # an hour since it was there
+    assert spool.prune(seq, now=1000.0 + 2 * KEEP_SECONDS) == 0
+    again = await receive("d2")  # the same body: its replay key was pruned with it, so it is new
+    assert await spool.append(again.events[0], again.replay_key_of(0)) is False
+    # numbered after everything ever spooled, not after what is left: the daemon reads it
+    [(fresh, _, _)] = reader.after(10)
+    assert fresh > seq
+    assert spool.prune(seq, now=1000.0 + 4 * KEEP_SECONDS) == 0  # not evaluated: kept
 
 
 async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caught_up(
@@ -196,6 +203,10 @@ async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caugh
     assert not held.done()  # ... but not acknowledged: two wait, the backlog is one
     intake.note_evaluated(1)
     assert (await asyncio.wait_for(held, timeout=5)).duplicate is False
+    intake.note_evaluated(2)
+    for _ in range(3):  # a redelivery adds nothing to wait for
+        again = await asyncio.wait_for(intake.accept(await event(2)), timeout=5)
+        assert again.duplicate is True
 
 
 async def test_a_write_the_spool_refuses_is_a_store_error_which_webhooks_answer_with_503(
