@@ -26,6 +26,7 @@ SCENARIOS: dict[str, str] = {
     "vendor_faults": "tests.proof.vendor_faults",
     "store_faults": "tests.proof.store_faults",
     "hostile": "tests.proof.hostile",
+    "hostile_acceptor": "tests.proof.hostile_acceptor",
     "schemathesis": "tests.proof.schemathesis_run",
     "security": "tests.proof.security",
     "load": "tests.bench.load",

@@ -74,7 +74,7 @@ class Fuzzer:
         if isinstance(case.body, list):
             data = _chunks(case.body)
         async with self.session.post(
-            self.target.url + case.path,
+            self.target.url_for(case.path) + case.path,
             data=data,
             headers=headers,
             skip_auto_headers=["Content-Type"],
@@ -159,8 +159,8 @@ async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
 async def framing(target: Target) -> list[str]:
     """Requests the HTTP parser must refuse with a 4xx; returns what went wrong."""
     wrong = []
-    for raw in RAW_FRAMING:
-        reader, writer = await asyncio.open_connection("127.0.0.1", target.running.port)
+    for port, raw in ((port, raw) for port in target.ports for raw in RAW_FRAMING):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(raw)
             await writer.drain()
@@ -174,12 +174,17 @@ async def framing(target: Target) -> list[str]:
     return wrong
 
 
-async def run(size: Size) -> Result:
-    result = Result("hostile input: webhook fuzzing over HTTP, YAML loader fuzzing")
+async def run(size: Size, *, acceptor: bool = False) -> Result:
+    """``acceptor``: Greenhouse, Ashby and generic deliveries go to an acceptor process."""
+    name = "hostile input: webhook fuzzing over HTTP, YAML loader fuzzing"
+    result = Result(name + (" (acceptor process)" if acceptor else ""))
     # a fresh connection per request: a refusal that closes its connection (413 before the
     # body is read, an undecodable body) must not fail the next, unrelated request
     connector = aiohttp.TCPConnector(force_close=True)
-    async with target() as live, aiohttp.ClientSession(connector=connector) as session:
+    async with (
+        target(acceptor=acceptor) as live,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
         fuzzer = Fuzzer(live, session)
         started = time.monotonic()
         deadline = started + FUZZ_SECONDS[size]
@@ -200,13 +205,15 @@ async def run(size: Size) -> Result:
         twice = [d.email for d in fuzzer.valid if d.kind == "contact" and receipts[d.email] != 1]
         ready, _ = await live.running.get("/readyz")
         log = live.log.read_text(errors="replace")
+        taken_by_acceptor = await _acceptor_took(live, session) if acceptor else None
 
     statuses = ", ".join(f"{s} x{n}" for s, n in sorted(fuzzer.statuses.items()))
-    result.bad_inputs_tried = fuzzer.sent + len(RAW_FRAMING) + yaml_report.tried
+    framings = len(RAW_FRAMING) * len(live.ports)
+    result.bad_inputs_tried = fuzzer.sent + framings + yaml_report.tried
     result.figures = {
         "hostile requests": f"{fuzzer.sent:,} in {fuzz_seconds:.1f} s ({statuses})",
         "genuine deliveries": f"{len(fuzzer.valid)} across {len(SOURCES)} sources, each sent twice",
-        "malformed HTTP framings": str(len(RAW_FRAMING)),
+        "malformed HTTP framings": str(framings),
         "YAML inputs": f"{yaml_report.tried:,} in {yaml_report.seconds:.1f} s "
         f"({yaml_report.refused:,} refused with a located error)",
     }
@@ -226,6 +233,9 @@ async def run(size: Size) -> Result:
         "no secret and no email address in the daemon's log": not leaks(log),
         "YAML loader: no uncaught exception, every error located": yaml_report.ok,
     }
+    if taken_by_acceptor is not None:
+        result.figures["acceptor"] = f"{taken_by_acceptor:,} deliveries answered 200 there"
+        result.invariants["the acceptor answered its sources' deliveries"] = taken_by_acceptor > 0
     if fuzzer.valid_answers_wrong:
         result.figures["genuine answers wrong"] = "; ".join(fuzzer.valid_answers_wrong[:3])
     if missing:
@@ -235,6 +245,18 @@ async def run(size: Size) -> Result:
     if yaml_report.problems:
         result.figures["YAML problems"] = "; ".join(yaml_report.problems[:3])
     return result
+
+
+async def _acceptor_took(live: Target, session: aiohttp.ClientSession) -> int:
+    """Deliveries the acceptor answered 200, from its own /metrics."""
+    assert live.acceptor_url is not None
+    async with session.get(live.acceptor_url + "/metrics") as answer:
+        text = await answer.text()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("nurture_webhooks_total{") and 'status="200"' in line
+    )
 
 
 def leaks(log: str) -> list[str]:

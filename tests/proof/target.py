@@ -101,14 +101,19 @@ LEVER_STAGE = "applicant-new"
 LEVER_POSTING = "proof-posting-1"
 
 
-def _config(folder: Path, port: int, hubspot: str, lever: str) -> str:
+ACCEPTOR_SOURCES = ("greenhouse", "ashby", "generic")
+"""What an acceptor process takes when one is configured (the others need a read-back)."""
+
+
+def _config(folder: Path, port: int, hubspot: str, lever: str, acceptor: int | None) -> str:
+    spool = f', acceptor: {{listen: "127.0.0.1:{acceptor}", backlog: 256}}' if acceptor else ""
     return f"""\
 version: 1
 ats: greenhouse
 config_paths: [rules]
 store: {{url: "sqlite:///{folder / "nurture.db"}"}}
 server: {{listen: "127.0.0.1:{port}", public_url: "http://127.0.0.1:{port}",
-          max_body_bytes: 65536}}
+          max_body_bytes: 65536{spool}}}
 vendors:
   greenhouse:
     auth: basic
@@ -158,12 +163,26 @@ class Target:
     hubspot: HubSpotSimulator
     lever: LeverSimulator
     slack: SlackSimulator
+    acceptor_url: str | None = None
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _n: int = 0
 
     @property
     def url(self) -> str:
         return self.running.url
+
+    def url_for(self, path: str) -> str:
+        """Where a request for ``path`` goes: the acceptor's webhooks to it, the rest to the
+        daemon (a made-up source too: both answer it alike)."""
+        if self.acceptor_url and path.startswith(tuple(f"/webhooks/{s}" for s in ACCEPTOR_SOURCES)):
+            return self.acceptor_url
+        return self.url
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port that takes webhooks."""
+        extra = [int(self.acceptor_url.rsplit(":", 1)[1])] if self.acceptor_url else []
+        return [self.running.port, *extra]
 
     @property
     def log(self) -> Path:
@@ -284,7 +303,10 @@ class Target:
     ) -> tuple[int, str, bytes]:
         """Status, content type and body of one POST (no client-side retry)."""
         async with session.post(
-            self.url + path, data=body, headers=headers, skip_auto_headers=["Content-Type"]
+            self.url_for(path) + path,
+            data=body,
+            headers=headers,
+            skip_auto_headers=["Content-Type"],
         ) as answer:
             return answer.status, answer.content_type, await answer.read()
 
@@ -374,8 +396,11 @@ def examples() -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def target(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Target]:
-    """Simulators here, the daemon as a subprocess; everything is torn down on exit."""
+async def target(
+    extra_env: Mapping[str, str] | None = None, *, acceptor: bool = False
+) -> AsyncIterator[Target]:
+    """Simulators here, the daemon as a subprocess (with an acceptor process when
+    ``acceptor``); everything is torn down on exit."""
     import os
 
     hubspot = HubSpotSimulator(SECRETS["HUBSPOT_TOKEN"])
@@ -395,9 +420,12 @@ async def target(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Ta
             slack_runner, slack_url = await _serve(slack.app())
             runners.append(slack_runner)
             port = free_port()
+            acceptor_port = free_port() if acceptor else None
             (folder / "rules").mkdir()
             (folder / "rules" / "rules.yaml").write_text(RULES)
-            (folder / "nurture.yaml").write_text(_config(folder, port, hub_url, lever_url + "/v1"))
+            (folder / "nurture.yaml").write_text(
+                _config(folder, port, hub_url, lever_url + "/v1", acceptor_port)
+            )
             env = {
                 **os.environ,
                 **SECRETS,
@@ -406,7 +434,8 @@ async def target(extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Ta
             }
             running = Running(folder, port, env)
             await running.start()
-            yield Target(folder, running, hubspot, lever, slack)
+            acceptor_url = f"http://127.0.0.1:{acceptor_port}" if acceptor_port else None
+            yield Target(folder, running, hubspot, lever, slack, acceptor_url)
         finally:
             child = running.process if running is not None else None
             if child is not None and child.returncode is None:

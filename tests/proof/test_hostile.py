@@ -8,12 +8,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.proof import hostile, schemathesis_run, security
+from tests.proof import hostile, hostile_acceptor, schemathesis_run, security
 from tests.proof.hostile_cases import lever_signable
 from tests.proof.results import Result, Size, table
 
 SCENARIOS: dict[str, Callable[[Size], Awaitable[Result]]] = {
     "hostile": hostile.run,
+    "hostile_acceptor": hostile_acceptor.run,
     "schemathesis": schemathesis_run.run,
     "security": security.run,
 }
