@@ -34,7 +34,7 @@ class Acceptor(Model):
         "nurture-spool.db", min_length=1, description="the spool file, relative to nurture.yaml"
     )
     backlog: int = Field(
-        32,
+        256,
         ge=1,
         le=1_000_000,
         description="spooled events not yet evaluated before acknowledgements wait (back-pressure)",
