@@ -19,8 +19,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from aiohttp import web
 
@@ -43,7 +44,7 @@ PRUNE_EVERY = 1024  # spooled events between two prunes of the evaluated ones
 class SpoolIntake:
     """What the webhook handler hands events to: the spool, with back-pressure."""
 
-    def __init__(self, spool: Spool, backlog: int, announce: Any) -> None:
+    def __init__(self, spool: Spool, backlog: int, announce: Callable[[int], None]) -> None:
         self.spool = spool
         self.backlog = backlog
         self.evaluated = 0
@@ -121,7 +122,7 @@ async def serve(config_path: Path, spool_path: Path) -> int:
     intake = SpoolIntake(spool, settings.backlog, announce)
     state = ServerState()
     server = AcceptorServer(
-        lambda: intake,  # type: ignore[arg-type,return-value]  # the spool stands in for intake
+        lambda: intake,
         cast(Store, None),  # the acceptor serves no endpoint that reads the store
         webhook_sources(daemon, os.environ),
         SystemClock(),

@@ -25,7 +25,7 @@ from aiohttp import web
 from engine.clock import Clock
 from engine.errors import AdapterError
 from engine.events import Event
-from engine.intake import Accepted, Intake
+from engine.intake import Accepted
 from engine.links import LinkRefused, LinkSigner
 from engine.log_lines import json_line
 from engine.metrics import Metrics
@@ -60,6 +60,12 @@ class Received:
         if self.replay_key is None:
             return None
         return self.replay_key if len(self.events) == 1 else f"{self.replay_key}.{index}"
+
+
+class Accepting(Protocol):
+    """Where the handler hands events: the intake, or the acceptor's spool."""
+
+    async def accept(self, event: Event, replay_key: str | None = None) -> Accepted: ...
 
 
 class WebhookSource(Protocol):
@@ -116,7 +122,7 @@ class ServerState:
 class WebhookServer:
     def __init__(
         self,
-        intake: Callable[[], Intake],
+        intake: Callable[[], Accepting],
         store: Store,
         sources: Mapping[str, WebhookSource],
         clock: Clock,

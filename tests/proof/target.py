@@ -105,7 +105,7 @@ ACCEPTOR_SOURCES = ("greenhouse", "ashby", "generic")
 """What an acceptor process takes when one is configured (the others need a read-back)."""
 
 
-def _config(folder: Path, port: int, hubspot: str, lever: str, acceptor: int | None) -> str:
+def _config(folder: Path, port: int, hubspot: str, lever: str, acceptor: int | None = None) -> str:
     spool = f', acceptor: {{listen: "127.0.0.1:{acceptor}", backlog: 256}}' if acceptor else ""
     return f"""\
 version: 1
