@@ -19,6 +19,8 @@ import aiohttp
 
 from adapters import sources
 from adapters.hubspot.simulator import HubSpotSimulator
+from engine.events import Event
+from engine.server import Received
 from engine.spool import KEEP_SECONDS, Spool
 from tests.engine.test_daemon import SECRET, Running, application, daemon, free_port, until  # noqa: F401
 
@@ -50,6 +52,15 @@ async def _listening(url: str) -> bool:
         async with aiohttp.ClientSession() as session, session.get(url + "/healthz") as answer:
             return answer.status == 200
     return False
+
+
+async def _received(n: int, delivery: str) -> Received:
+    """Application ``n`` as Greenhouse would deliver it under ``delivery``, verified and
+    parsed by the Greenhouse source: what the acceptor spools."""
+    body = application(n)
+    signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Signature": signature, "Greenhouse-Event-ID": delivery}
+    return await sources.greenhouse([SECRET]).receive("POST", "http://x/", headers, body)
 
 
 def _acceptor_pids(running: Running) -> list[int]:
@@ -98,16 +109,7 @@ async def test_what_was_spooled_before_a_kill_is_evaluated_when_the_daemon_start
 
     await until(acceptor_gone, "the acceptor to stop with its daemon")
     # acknowledged, then the daemon died before evaluating it: it is only in the spool
-    received = await sources.greenhouse([SECRET]).receive(
-        "POST",
-        acceptor + "/webhooks/greenhouse",
-        {
-            "Signature": "sha256 "
-            + hmac.new(SECRET.encode(), application(2), hashlib.sha256).hexdigest(),
-            "Greenhouse-Event-ID": "d2",
-        },
-        application(2),
-    )
+    received = await _received(2, "d2")
     spool = Spool(running.folder / "nurture-spool.db")
     assert await spool.append(received.events[0], received.replay_key_of(0)) is False
     spool.close()
@@ -148,16 +150,9 @@ async def test_the_spool_refuses_a_delivery_twice_and_a_replay_under_a_new_id(
 ) -> None:
     from engine.spool import SpoolReader
 
-    source = sources.greenhouse([SECRET])
-    body = application(1)
-    signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-    async def receive(delivery: str) -> Any:
-        headers = {"Signature": signature, "Greenhouse-Event-ID": delivery}
-        return await source.receive("POST", "http://x/webhooks/greenhouse", headers, body)
-
     spool = Spool(tmp_path / "spool.db")
-    first, again, replayed = await receive("d1"), await receive("d1"), await receive("d9")
+    first, again = await _received(1, "d1"), await _received(1, "d1")
+    replayed = await _received(1, "d9")  # the same signed body under another delivery id
     assert await spool.append(first.events[0], first.replay_key_of(0)) is False
     assert await spool.append(again.events[0], again.replay_key_of(0)) is True
     assert await spool.append(replayed.events[0], replayed.replay_key_of(0)) is True
@@ -171,7 +166,7 @@ async def test_the_spool_refuses_a_delivery_twice_and_a_replay_under_a_new_id(
     assert spool.prune(seq, now=1000.0 + KEEP_SECONDS - 1) == 0
     assert spool.prune(seq, now=1000.0 + KEEP_SECONDS) == 1  # an hour since it was there
     assert spool.prune(seq, now=1000.0 + 2 * KEEP_SECONDS) == 0
-    again = await receive("d2")  # the same body: its replay key was pruned with it, so it is new
+    again = await _received(1, "d2")  # its replay key was pruned with it: new again
     assert await spool.append(again.events[0], again.replay_key_of(0)) is False
     # numbered after everything ever spooled, not after what is left: the daemon reads it
     [(fresh, _, _)] = reader.after(10)
@@ -184,13 +179,8 @@ async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caugh
 ) -> None:
     from engine.acceptor import SpoolIntake
 
-    source = sources.greenhouse([SECRET])
-
-    async def event(n: int) -> Any:
-        body = application(n)
-        signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Signature": signature, "Greenhouse-Event-ID": f"d{n}"}
-        return (await source.receive("POST", "http://x/", headers, body)).events[0]
+    async def event(n: int) -> Event:
+        return (await _received(n, f"d{n}")).events[0]
 
     announced: list[int] = []
     intake = SpoolIntake(Spool(tmp_path / "spool.db"), backlog=1, announce=announced.append)
@@ -214,12 +204,7 @@ async def test_a_write_the_spool_refuses_is_a_store_error_which_webhooks_answer_
 ) -> None:
     from engine.errors import StoreError
 
-    source = sources.greenhouse([SECRET])
-    body = application(1)
-    signature = "sha256 " + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    received = await source.receive(
-        "POST", "http://x/", {"Signature": signature, "Greenhouse-Event-ID": "d1"}, body
-    )
+    received = await _received(1, "d1")
     spool = Spool(tmp_path / "spool.db")
     spool.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses every write now
     try:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import select
 
@@ -24,8 +22,8 @@ from engine.spool import Spool, SpoolReader
 from engine.spool_feed import SpoolFeeder
 from engine.store.store import Store
 from engine.store.tables import alerts, inbox
-from tests.engine.conftest import POSTGRES_URL
 from tests.engine.test_engine import WITHOUT_BROKEN_RULE, application
+from tests.engine.test_store_outage import proxied  # noqa: F401 - a PostgreSQL store behind a proxy
 from tests.proof.pgproxy import TcpProxy
 
 
@@ -103,34 +101,15 @@ async def test_a_spooled_event_that_fails_evaluation_is_alerted_by_its_delivery_
     await store.close()
 
 
-@pytest.fixture
-async def proxied_store() -> AsyncIterator[tuple[Store, TcpProxy]]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    proxy = TcpProxy()
-    port = await proxy.start()
-    store = await Store.open(
-        POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{port}"), schema=schema
-    )
-    try:
-        yield store, proxy
-    finally:
-        await store.close()
-        await proxy.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
-
-
 @pytest.mark.postgres
 async def test_spooled_events_wait_out_a_store_that_is_down_and_none_is_skipped(
     tmp_path: Path,
-    proxied_store: tuple[Store, TcpProxy],
+    proxied: tuple[Store, TcpProxy],  # noqa: F811 - the fixture, imported above
     clock: ManualClock,
     crm: HubSpotClient,
     make_config: Callable[[str], ConfigSet],
 ) -> None:
-    store, proxy = proxied_store
+    store, proxy = proxied
     runtime = Runtime.build(store, make_config(WITHOUT_BROKEN_RULE), clock, crm)
     await _spooled(
         tmp_path / "spool.db",
