@@ -1,7 +1,9 @@
 """Vendor outages as the outbox sees them: an unbroken run of calls failing as unavailable.
 
 A failure (5xx, timeout, refused connection; a 429 is the vendor pacing us, not an outage)
-with no success since the ``suspect``-th failure in a row is the vendor's, not the action's:
+with no success since the ``suspect``-th failure in a row, the run spanning more than one
+action, is the vendor's, not the action's (one action failing alone, with nobody else calling
+the vendor, is that action's problem: it spends its budget and is dead-lettered with an alert):
 it does not use up the action's retry budget, and retries space out as the run lengthens
 instead of hammering the vendor at a fixed rate. ``threshold`` failures in a row spanning at
 least ``min_span`` declare an outage: one alert (grouped, so a long outage stays one message).
@@ -13,7 +15,7 @@ after a restart the next run of failures counts from zero (and an alert folds in
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -34,6 +36,11 @@ class _Streak:
     since: datetime | None = None
     down_since: datetime | None = None  # declared: the alert went out
     last_error: str = ""
+    actions: set[int] = field(default_factory=set)  # which failed, up to two: shared or alone
+
+    @property
+    def shared(self) -> bool:
+        return len(self.actions) > 1
 
 
 class VendorHealth:
@@ -44,13 +51,16 @@ class VendorHealth:
         self._streaks: dict[str, _Streak] = {}
         self._throttled: dict[str, datetime] = {}  # vendor -> its first 429 of an unbroken run
 
-    def failed(self, key: str, error: str, now: datetime) -> bool:
-        """Note one unavailable answer; True when it is the one that declares the outage."""
+    def failed(self, key: str, error: str, now: datetime, action: int) -> bool:
+        """Note one unavailable answer to ``action``; True when it is the one that declares
+        the outage."""
         streak = self._streaks.setdefault(key, _Streak())
         streak.failures += 1
         streak.since = streak.since or now
         streak.last_error = error
-        if streak.down_since is not None:
+        if len(streak.actions) < 2:
+            streak.actions.add(action)
+        if streak.down_since is not None or not streak.shared:
             return False
         if streak.failures >= self.threshold and now - streak.since >= self.min_span:
             streak.down_since = now
@@ -60,7 +70,7 @@ class VendorHealth:
     def succeeded(self, key: str) -> bool:
         """Note one answer; True when it ends a run of failures others waited on."""
         streak = self._streaks.pop(key, None)
-        return streak is not None and streak.failures > self.suspect
+        return streak is not None and streak.shared and streak.failures > self.suspect
 
     def throttled(self, key: str, now: datetime) -> datetime:
         """Note a 429; when the vendor's unbroken run of them began."""
@@ -73,7 +83,9 @@ class VendorHealth:
     def failing_since(self, key: str) -> datetime | None:
         """When the current run of failures began, once it is long enough to be the vendor's."""
         streak = self._streaks.get(key)
-        return streak.since if streak is not None and streak.failures > self.suspect else None
+        if streak is None or not streak.shared or streak.failures <= self.suspect:
+            return None
+        return streak.since
 
     def describe(self, key: str, now: datetime) -> str:
         streak = self._streaks[key]

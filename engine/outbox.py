@@ -313,7 +313,7 @@ class Dispatcher:
             self.health.unthrottled(vendor)
             return _Write(job, "done", job.attempts + 1, result=result, recovered=recovered)
         now = self.clock.now()
-        began = unavailable and self.health.failed(vendor, error, now)
+        began = unavailable and self.health.failed(vendor, error, now, job.id)
         failing_since = self.health.failing_since(vendor) if unavailable else None
         if failing_since is not None:  # the vendor's failure, not the action's: budget kept
             delay = VendorHealth.spaced(

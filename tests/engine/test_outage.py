@@ -104,18 +104,57 @@ async def test_scattered_failures_still_use_up_the_budget(
     assert hubspot[0].stats()["contacts"] == 3  # the others
 
 
+ONLY_THE_UPSERT = """\
+version: 1
+rules:
+  - id: application-to-crm
+    description: new application -> CRM contact, and nothing else
+    trigger: ats.application.created
+    actions:
+      - action: crm.upsert_contact
+        fields: {email: candidate.email}
+"""
+
+
+async def test_one_action_failing_alone_is_dead_lettered_with_an_alert_not_called_an_outage(
+    runtime_for: Callable[..., Runtime],  # noqa: F811 - the fixture, imported above
+    hubspot: tuple[HubSpotSimulator, str],
+    slack: tuple[SlackSimulator, str],
+    clock: ManualClock,
+    store: Store,
+) -> None:
+    """The vendor answers 502 to this one action, and nobody else is calling it: that is
+    the action's failure, and it must surface as a dead letter, not wait forever as an
+    "outage" that is really one bad request."""
+    hubspot[0].chaos = Chaos(outage=True)
+    # more attempts than the suspect count (3): past it, a run of failures reads as the vendor's
+    runtime = runtime_for(ONLY_THE_UPSERT, retry=RetryPolicy(max_attempts=6))
+    async with asyncio.timeout(TIMEOUT):
+        await runtime.intake.accept(application("d1", "c1", "alone@example.com"))
+        await _run_for(runtime, clock, minutes=30)  # many times the 6-attempt budget's backoff
+        await runtime.alerts.deliver_due()
+        async with store.read() as conn:
+            dead = await queries.dead_letters(conn)
+    assert [d["action_type"] for d in dead] == ["crm.upsert_contact"]
+    assert "retry budget spent after 6 attempts" in dead[0]["last_error"]
+    texts = [m["text"] for m in slack[0].messages]
+    assert any("dead letter" in t and "c1" in t for t in texts), texts
+    assert not any("vendor outage" in t for t in texts), texts
+
+
 def test_a_run_of_failures_declares_the_outage_once_and_a_success_ends_it() -> None:
     health = VendorHealth(suspect=3, threshold=10, min_span=timedelta(seconds=20))
     start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     declared = [
-        health.failed("crm", "HTTP 503", start + timedelta(seconds=3 * n)) for n in range(20)
+        health.failed("crm", "HTTP 503", start + timedelta(seconds=3 * n), action=n % 4)
+        for n in range(20)
     ]
     assert declared.count(True) == 1 and declared.index(True) == 9  # 10 failures over 27 s
     assert health.failing_since("crm") == start
     assert health.failing_since("ats") is None
     assert health.succeeded("crm") is True  # others waited on it: release them
     assert health.failing_since("crm") is None
-    health.failed("crm", "HTTP 503", start)
+    health.failed("crm", "HTTP 503", start, action=1)
     assert health.failing_since("crm") is None  # one failure is the action's, not the vendor's
     assert health.succeeded("crm") is False
 
@@ -123,7 +162,18 @@ def test_a_run_of_failures_declares_the_outage_once_and_a_success_ends_it() -> N
 def test_failures_in_a_burst_do_not_declare_an_outage_before_the_span() -> None:
     health = VendorHealth(threshold=10, min_span=timedelta(seconds=20))
     start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    assert not any(health.failed("crm", "HTTP 500", start) for _ in range(100))
+    assert not any(health.failed("crm", "HTTP 500", start, action=n % 4) for n in range(100))
+
+
+def test_one_action_failing_alone_is_not_an_outage_however_long_it_lasts() -> None:
+    health = VendorHealth(suspect=3, threshold=10, min_span=timedelta(seconds=20))
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    alone = [
+        health.failed("crm", "HTTP 502", start + timedelta(minutes=n), action=7) for n in range(30)
+    ]
+    assert not any(alone) and health.failing_since("crm") is None  # its own budget is spent
+    assert health.failed("crm", "HTTP 502", start + timedelta(minutes=30), action=8) is True
+    assert health.failing_since("crm") == start  # a second action failing too: the vendor's
 
 
 @pytest.mark.parametrize("elapsed", [0, 60, 600, 100_000])
