@@ -28,6 +28,7 @@ SCENARIOS: dict[str, str] = {
     "hostile": "tests.proof.hostile",
     "hostile_acceptor": "tests.proof.hostile_acceptor",
     "schemathesis": "tests.proof.schemathesis_run",
+    "schemathesis_acceptor": "tests.proof.schemathesis_acceptor",
     "security": "tests.proof.security",
     "load": "tests.bench.load",
 }

@@ -36,8 +36,14 @@ CHECKS = [
 ]
 
 
-def command(url: str, seconds: int, report: Path, seed: int) -> list[str]:
+ACCEPTOR_PATHS = r"^/(webhooks/(greenhouse|ashby|generic|\{source\})|healthz|metrics)$"
+"""The documented operations an acceptor process serves (Lever and HubSpot stay on the
+daemon's port: their deliveries are read back from the vendor)."""
+
+
+def command(url: str, seconds: int, report: Path, seed: int, paths: str | None = None) -> list[str]:
     st = Path(sys.executable).with_name("st")
+    only = ["--include-path-regex", paths] if paths else []
     return [
         str(st),
         "run",
@@ -63,6 +69,7 @@ def command(url: str, seconds: int, report: Path, seed: int) -> list[str]:
         "--report-ndjson-path",
         str(report),
         "--no-color",
+        *only,
     ]
 
 
@@ -85,16 +92,22 @@ def summarise(report: Path) -> tuple[int, list[str]]:
     return cases, sorted(set(failures))
 
 
-async def run(size: Size) -> Result:
-    result = Result("schemathesis: the live daemon against schema/openapi.yaml")
+async def run(size: Size, *, acceptor: bool = False) -> Result:
+    """``acceptor``: against the acceptor process's port, for the operations it serves."""
+    name = "schemathesis: the live daemon against schema/openapi.yaml"
+    result = Result(name + (" (acceptor process: webhooks, healthz, metrics)" if acceptor else ""))
     # CI replays one seed (a failure there reproduces); the full run explores a new one
     seed = 20260302 if size is Size.REDUCED else random.randrange(2**31)
-    async with target() as live:
+    async with target(acceptor=acceptor) as live:
+        url, paths = live.url, None
+        if acceptor:
+            assert live.acceptor_url is not None
+            url, paths = live.acceptor_url, ACCEPTOR_PATHS
         with tempfile.TemporaryDirectory(prefix="nurture-st-") as tmp:
             report = Path(tmp) / "events.ndjson"
             started = time.monotonic()
             process = await asyncio.create_subprocess_exec(
-                *command(live.url, SECONDS[size], report, seed),
+                *command(url, SECONDS[size], report, seed, paths),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )

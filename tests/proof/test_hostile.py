@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.proof import hostile, hostile_acceptor, schemathesis_run, security
+from tests.proof import (
+    hostile,
+    hostile_acceptor,
+    schemathesis_acceptor,
+    schemathesis_run,
+    security,
+)
 from tests.proof.hostile_cases import lever_signable
 from tests.proof.results import Result, Size, table
 
@@ -16,6 +22,7 @@ SCENARIOS: dict[str, Callable[[Size], Awaitable[Result]]] = {
     "hostile": hostile.run,
     "hostile_acceptor": hostile_acceptor.run,
     "schemathesis": schemathesis_run.run,
+    "schemathesis_acceptor": schemathesis_acceptor.run,
     "security": security.run,
 }
 
