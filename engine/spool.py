@@ -74,6 +74,7 @@ class Spool:
         while self._waiting:
             group, self._waiting = self._waiting, []
             outcomes: list[tuple[asyncio.Future[bool], bool]] = []
+            newest = 0  # the group's last new row: numbers only grow, so it is the spool's last
             try:
                 self.db.execute("BEGIN IMMEDIATE")
                 now = time.time()
@@ -84,6 +85,8 @@ class Spool:
                         (event.source, event.id, replay_key, event.model_dump_json(), now),
                     )
                     outcomes.append((waiter, cursor.rowcount == 0))
+                    if cursor.rowcount:
+                        newest = cursor.lastrowid or newest
                 self.db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self.db.in_transaction:
@@ -94,7 +97,7 @@ class Spool:
                     if not waiter.done():
                         waiter.set_exception(refused)
                 continue
-            self.last = self._last()
+            self.last = max(self.last, newest)
             for waiter, duplicate in outcomes:
                 if not waiter.done():
                     waiter.set_result(duplicate)
