@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,28 @@ async def test_a_reload_gives_the_acceptor_the_sources_of_the_new_config(
 
     await until(served, "the acceptor to serve the vendor the reload added")
     assert '"decision": "acceptor_reloaded"' in running.log.read_text()
+
+
+async def test_a_start_waits_for_the_acceptor_port_an_old_acceptor_still_holds(
+    daemon: tuple[Running, HubSpotSimulator],  # noqa: F811
+) -> None:
+    """After a SIGKILL of the daemon, its acceptor may hold the port for a moment: the new
+    start tries again instead of failing."""
+    running, _ = daemon
+    acceptor = _with_acceptor(running)
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", int(acceptor.rsplit(":", 1)[1])))
+    holder.listen()
+    starting = asyncio.create_task(running.start())
+    try:
+
+        async def retried() -> bool:
+            return running.log.exists() and "acceptor_start_retried" in running.log.read_text()
+
+        await until(retried, "the daemon to retry its acceptor's start")
+        assert not starting.done()  # not ready while the port is taken
+    finally:
+        holder.close()
+    await starting
+    assert (await _post(acceptor, application(1), "d1"))[0] == 200
