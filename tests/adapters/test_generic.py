@@ -16,17 +16,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.generic import HttpActionHandler, StandardWebhooksSource
+from adapters.generic import HttpActionHandler
+from adapters.generic_webhooks import StandardWebhooksSource
 from engine import AdapterRejected, AdapterUnavailable
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.metrics import Metrics
 from engine.outbox import ActionFailed
 from engine.runtime import Runtime
-from engine.server import InputRejected, WebhookServer
+from engine.server import WebhookServer
 from engine.store.queries import Claimed
 from engine.store.store import Store
 from engine.testing import Recorder
+from engine.webhook_handler import InputRejected
 from tests.engine.conftest import _serve
 
 KEY = b"0123456789abcdef0123456789abcdef"
