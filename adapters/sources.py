@@ -24,7 +24,7 @@ from adapters.signatures import (
     Verified,
 )
 from engine import AdapterRejected, Event
-from engine.server import InputRejected, Received
+from engine.webhook_handler import InputRejected, Received
 
 Parser = Callable[[Mapping[str, str], bytes], WebhookOutcome]
 LookupEmail = Callable[[str], Awaitable[str | None]]

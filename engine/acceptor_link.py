@@ -2,35 +2,63 @@
 it dies, and has ``SpoolFeeder`` evaluate what it spools.
 
 They talk over the acceptor's standard streams, one line each way: ``ready`` and ``spooled N``
-from it, ``evaluated N`` to it (its back-pressure). Its standard input closing is how it
-learns that the daemon is gone, even after a SIGKILL.
+from it; ``settings {json}`` (first, and after each reload) and ``evaluated N`` (its
+back-pressure) to it. Its standard input closing is how it learns that the daemon is gone,
+even after a SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from engine.acceptor import Settings
 from engine.clock import Clock
 from engine.events import Event
-from engine.intake import Accepted, Intake
+from engine.intake import Intake
 from engine.log_lines import json_line
 from engine.spool import SpoolReader
 from engine.spool_feed import SpoolFeeder
 from engine.store.store import Store
+from engine.webhook_handler import Accepted
+from engine.webhook_sources import signed_source_secrets
+
+if TYPE_CHECKING:
+    from engine.config.daemon import DaemonConfig
 
 log = logging.getLogger("nurture.acceptor")
 RESTART_AFTER = 1.0  # seconds before an acceptor that died is started again
 
 
+def acceptor_settings(
+    daemon: DaemonConfig, env: Mapping[str, str], running: Settings | None = None
+) -> Settings:
+    """What the acceptor is told of ``nurture.yaml``. Where it listens is read at its start
+    only; after a reload that drops the section, the running acceptor keeps its settings."""
+    section = daemon.server.acceptor
+    if section is None:
+        assert running is not None, "server.acceptor is not configured"
+        listen, backlog = running.listen, running.backlog
+    else:
+        listen = running.listen if running is not None else section.listen
+        backlog = section.backlog
+    return Settings(
+        listen=listen,
+        backlog=backlog,
+        max_body=daemon.server.max_body_bytes,
+        public_url=daemon.server.public_url,
+        sources=signed_source_secrets(daemon, env),
+    )
+
+
 class AcceptorLink:
     def __init__(
         self,
-        config_path: Path,
+        settings: Settings,
         spool_path: Path,
         *,
         intake: Callable[[], Intake],
@@ -39,7 +67,7 @@ class AcceptorLink:
         store: Store,
         clock: Clock,
     ) -> None:
-        self.config_path = config_path
+        self.settings = settings
         self.spool_path = spool_path
         self.process: asyncio.subprocess.Process | None = None
         self.reader = SpoolReader(spool_path)
@@ -88,14 +116,13 @@ class AcceptorLink:
             sys.executable,
             "-m",
             "engine.acceptor",
-            "--config",
-            str(self.config_path),
             "--spool",
             str(self.spool_path),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
-        assert self.process.stdout is not None
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self.process.stdin.write(self.settings.line())
         while line := await self.process.stdout.readline():
             if line.strip() == b"ready":
                 self._ready = True
@@ -129,10 +156,11 @@ class AcceptorLink:
             except (OSError, RuntimeError) as exc:
                 log.error(json_line(decision="acceptor_restart_failed", error=str(exc)))
 
-    def reload(self) -> None:
-        """The acceptor re-reads its sources from ``nurture.yaml``."""
-        if self.running and self.process is not None:
-            self.process.send_signal(signal.SIGHUP)
+    def reload(self, settings: Settings) -> None:
+        """The acceptor serves what a reload of ``nurture.yaml`` says (a restart is told too)."""
+        self.settings = settings
+        if self.running and self.process is not None and self.process.stdin is not None:
+            self.process.stdin.write(settings.line())
 
     async def stop(self, grace: float) -> None:
         """Stop the acceptor first (its webhooks then fail and are retried), then the feeding;

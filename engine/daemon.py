@@ -30,39 +30,26 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from engine.acceptor_link import AcceptorLink
+from engine.acceptor_link import AcceptorLink, acceptor_settings
 from engine.clock import Clock, ScaledClock, SystemClock
 from engine.config.daemon import DaemonConfig, EmailTarget, SlackTarget
 from engine.config.load import ConfigSet, LoadResult, load_config
 from engine.config.types import parse_duration
 from engine.gc_pauses import GcPauses
 from engine.links import LinkSigner
-from engine.log_lines import JsonFormatter
+from engine.log_lines import configure_logging
 from engine.metrics import Metrics
 from engine.outbox_stream import Stream
 from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
-from engine.server import ServerState, WebhookServer, WebhookSource
+from engine.server import WebhookServer
 from engine.store.store import STORE_DOWN, Store
+from engine.webhook_handler import ServerState, WebhookSource
 from engine.webhook_sources import webhook_sources
 
 log = logging.getLogger("nurture.daemon")
 LEASE = timedelta(minutes=2)  # how long a claimed action is ours before another run may take it
-
-
-def configure_logging(debug: bool) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter(redact=not debug))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    # the JSON line uses none of the caller's file and line, thread or process: skip
-    # gathering them for every record (the logging HOWTO's "Optimization")
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    for noisy in ("aiohttp.access", "apscheduler", "sqlalchemy", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _secret(env: Mapping[str, str], name: str | None) -> str | None:
@@ -355,7 +342,7 @@ class Daemon:
             keeper.start()
             if daemon.server.acceptor is not None:
                 self.acceptor = AcceptorLink(
-                    self.config_path,
+                    acceptor_settings(daemon, self.env),
                     self.config_path.parent / daemon.server.acceptor.spool,
                     intake=lambda: self._runtime().intake,
                     note=server.note_accepted,
@@ -501,8 +488,10 @@ class Daemon:
         if self.server is not None and loaded.config.daemon is not None:
             # webhooks follow the new config too: a vendor added, a new public_url
             self.server.serve(known, links, loaded.config.daemon.server.public_url)
-        if self.acceptor is not None:
-            self.acceptor.reload()  # its own sources: a webhook secret rotated, a vendor added
+        if self.acceptor is not None and loaded.config.daemon is not None:
+            # its sources too: a webhook secret rotated, a vendor added
+            running = self.acceptor.settings
+            self.acceptor.reload(acceptor_settings(loaded.config.daemon, self.env, running))
         self.state.last_reload_ok = True
         self.gc_pauses.freeze_what_lives()
         log.info(

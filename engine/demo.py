@@ -40,10 +40,11 @@ from engine.config.load import load_config
 from engine.events import Event
 from engine.metrics import Metrics
 from engine.outbox import RetryPolicy
-from engine.server import ServerState, WebhookServer
+from engine.server import WebhookServer
 from engine.store import queries
 from engine.store.store import Store
 from engine.store.tables import enrollment_steps, enrollments, outbox, suppressions
+from engine.webhook_handler import ServerState
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 DAYS = 125

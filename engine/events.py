@@ -52,6 +52,9 @@ class RejectionReason(_Model):
     type: str | None = Field(None, description="e.g. 'We rejected them' or 'They rejected us'")
 
 
+# the longest event id (a vendor's delivery id) and subject the store keeps, in characters
+MAX_ID_CHARS = 200
+
 Segment = Literal["active", "silver_medalist", "passive", "archived"]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from engine.clock import Clock
 from engine.config.load import ConfigSet
 from engine.errors import StoreError
-from engine.evaluate import Decision, RuleSet
+from engine.evaluate import RuleSet
 from engine.events import Event
 from engine.identity import normalise_email, ordering_key
 from engine.local_actions import LocalActions, outbox_row
@@ -28,6 +28,7 @@ from engine.steps import Fired, StepRunner
 from engine.store import queries
 from engine.store.prepared import savepoint
 from engine.store.store import Store
+from engine.webhook_handler import Accepted
 
 log = logging.getLogger("nurture.intake")
 
@@ -50,14 +51,6 @@ class AlertSettings:
     group_window: timedelta = timedelta(minutes=10)
     error_rate_threshold: float = 0.02
     error_rate_window: timedelta = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    event_id: int | None
-    duplicate: bool
-    decisions: tuple[Decision, ...] = ()
-    queued: int = 0
 
 
 class Intake:

@@ -78,3 +78,17 @@ def _refused_http(record: logging.LogRecord) -> str | None:
         "error": type(error).__name__,
     }
     return json.dumps(line, sort_keys=True)
+
+
+def configure_logging(debug: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(redact=not debug))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # the JSON line uses none of the caller's file and line, thread or process: skip
+    # gathering them for every record (the logging HOWTO's "Optimization")
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    for noisy in ("aiohttp.access", "apscheduler", "sqlalchemy", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

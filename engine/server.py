@@ -15,23 +15,27 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
 from engine.clock import Clock
-from engine.errors import AdapterError
 from engine.events import Event
-from engine.intake import Accepted
 from engine.links import LinkRefused, LinkSigner
 from engine.log_lines import json_line
 from engine.metrics import Metrics
 from engine.store import queries
 from engine.store.store import STORE_DOWN, Store
-from engine.store.tables import inbox
+from engine.webhook_handler import (
+    Accepted,
+    Accepting,
+    ServerState,
+    WebhookHandler,
+    WebhookSource,
+    error_response,
+    json_errors,
+)
 
 log = logging.getLogger("nurture.server")
 
@@ -40,86 +44,13 @@ class _BadRequest(Exception):
     """An admin request body the operation cannot take (answered 400 with the reason)."""
 
 
-class InputRejected(Exception):
-    """A delivery we refuse: its HTTP status, a short error code and a detail for the sender."""
-
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
-
-
-@dataclass(frozen=True)
-class Received:
-    events: tuple[Event, ...] = ()
-    ignored: str | None = None  # why a known-but-unmapped delivery was left out
-    # the digest of what was signed, when the delivery id is not signed (Greenhouse):
-    # stored with the event, so the same delivery replayed under a new id is a duplicate
-    replay_key: str | None = None
-
-    def replay_key_of(self, index: int) -> str | None:
-        if self.replay_key is None:
-            return None
-        return self.replay_key if len(self.events) == 1 else f"{self.replay_key}.{index}"
-
-
-class Accepting(Protocol):
-    """Where the handler hands events: the intake, or the acceptor's spool."""
-
-    async def accept(self, event: Event, replay_key: str | None = None) -> Accepted: ...
-
-
-class WebhookSource(Protocol):
-    """One inbound vendor: verifies and normalises a delivery (adapters implement it)."""
-
-    name: str
-
-    async def receive(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
-    ) -> Received: ...
-
-
-def _error(
-    status: int, error: str, detail: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
-
-
-_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-# what the inbox keeps of a delivery id and a subject, in characters
-_KEPT_ID: int = inbox.c.delivery_id.type.length  # type: ignore[attr-defined]
-_KEPT_SUBJECT: int = inbox.c.subject.type.length  # type: ignore[attr-defined]
 MAX_SCOPE = 200  # characters of a rule id given to pause/resume
 MAX_ID = 2**63 - 1  # the largest id a store column holds
 
 
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """aiohttp's own refusals (no route, wrong method) in the ``{"error", "detail"}`` shape."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        code = _HTTP_ERRORS.get(exc.status, "http_error")
-        return _error(
-            exc.status, code, f"{exc.reason}: {request.method} {request.path[:200]}", allow
-        )
+class WebhookServer(WebhookHandler):
+    """The daemon's whole HTTP face: the webhook handler on the intake, and the rest."""
 
-
-@dataclass
-class ServerState:
-    accepting: bool = True
-    config_loaded: bool = True
-    claimer_running: Callable[[], bool] = lambda: True
-    acceptor_running: Callable[[], bool] = lambda: True  # true when none is configured
-    last_reload_ok: bool = True
-    last_reload_at: float = field(default_factory=time.time)
-
-
-class WebhookServer:
     def __init__(
         self,
         intake: Callable[[], Accepting],
@@ -135,18 +66,20 @@ class WebhookServer:
         on_accepted: Callable[[], None] | None = None,
         public_url: str | None = None,
     ) -> None:
-        self.intake = intake
+        super().__init__(
+            intake,
+            sources,
+            metrics,
+            max_body=max_body,
+            state=state,
+            on_accepted=on_accepted,
+            public_url=public_url,
+            unavailable=STORE_DOWN,
+        )
         self.store = store
         self.clock = clock
-        self.metrics = metrics
-        self.max_body = max_body
         self.admin_token = admin_token
-        self.state = state or ServerState()
-        self.on_accepted = on_accepted or (lambda: None)  # wakes the outbox workers
-        self.serve(sources, links, public_url)
-        metrics.declare("nurture_webhooks_total", "counter", "webhook deliveries by outcome")
-        metrics.declare("nurture_events_total", "counter", "events accepted by source and type")
-        metrics.declare("nurture_webhook_seconds", "histogram", "webhook handling latency")
+        self.links = links
         metrics.declare("nurture_rule_matches_total", "counter", "events a rule matched")
         metrics.declare("nurture_rule_errors_total", "counter", "evaluation errors by rule")
         metrics.declare("nurture_actions", "gauge", "outbox actions still open, by status")
@@ -170,88 +103,6 @@ class WebhookServer:
         r.add_post("/admin/dlq/replay", self._admin(self._replay))
         return app
 
-    # -- webhooks ---------------------------------------------------------------------------
-    async def _webhook(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        name = request.match_info["source"]
-        response = await self._handle(request, name)
-        # the path is the sender's: a made-up name must not become a label (unbounded series)
-        label = name if name in self.sources else "unknown"
-        self.metrics.inc("nurture_webhooks_total", source=label, status=str(response.status))
-        self.metrics.observe("nurture_webhook_seconds", time.perf_counter() - started, source=label)
-        return response
-
-    async def _handle(self, request: web.Request, name: str) -> web.Response:
-        if not self.state.accepting:
-            return _error(503, "shutting_down", "not accepting webhooks; retry later")
-        source = self.sources.get(name)
-        if source is None:
-            return _error(
-                404,
-                "unknown_source",
-                f"no webhook source {name!r}; known: " + ", ".join(sorted(self.sources)),
-            )
-        if request.content_length is not None and request.content_length > self.max_body:
-            return _error(413, "too_large", f"body over {self.max_body} bytes")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:  # also a compressed body that inflates past it
-            return _error(413, "too_large", f"body over {self.max_body} bytes")
-        except web.RequestPayloadError:
-            return _error(400, "bad_encoding", "the body does not decode as its Content-Encoding")
-        if len(body) > self.max_body:
-            return _error(413, "too_large", f"body over {self.max_body} bytes")
-        try:
-            received = await source.receive(
-                request.method, self._called_url(request), request.headers, body
-            )
-        except InputRejected as rejected:
-            log.info(
-                json_line(
-                    decision="rejected", source=name, status=rejected.status, error=rejected.error
-                )
-            )
-            return _error(rejected.status, rejected.error, rejected.detail)
-        except AdapterError as exc:  # a read-back (Lever opportunity, HubSpot contact) failed
-            log.warning(
-                json_line(
-                    decision="vendor_unavailable",
-                    source=name,
-                    error=type(exc).__name__,
-                    status=getattr(exc, "status", None),
-                )
-            )
-            return _error(503, "vendor_unavailable", f"{name} could not be read back; retry later")
-        if received.ignored is not None and not received.events:
-            log.debug(json_line(decision="ignored", source=name, reason=received.ignored))
-            return web.json_response({"status": "ignored", "reason": received.ignored}, status=202)
-        for event in received.events:
-            # PostgreSQL refuses a longer one as a database error, which would be a 503 and a
-            # retry of what can never be stored (SQLite would store it: backends must agree)
-            for what, value, most in (
-                ("delivery id", event.id, _KEPT_ID),
-                ("subject", event.subject or "", _KEPT_SUBJECT),
-            ):
-                if len(value) > most:
-                    detail = f"the event's {what} is {len(value)} characters; at most {most}"
-                    return _error(400, "bad_payload", detail)
-        accepted = duplicates = 0
-        try:
-            intake = self.intake()
-            for index, event in enumerate(received.events):
-                outcome = await intake.accept(event, received.replay_key_of(index))
-                duplicates += outcome.duplicate
-                accepted += not outcome.duplicate
-                self.note_accepted(event, outcome)
-        except STORE_DOWN as exc:
-            log.error(
-                json_line(decision="store_unavailable", source=name, error=type(exc).__name__)
-            )
-            return _error(503, "store_unavailable", "the event could not be stored; retry later")
-        if accepted:
-            self.on_accepted()
-        return web.json_response({"accepted": accepted, "duplicates": duplicates})
-
     def serve(
         self,
         sources: Mapping[str, WebhookSource],
@@ -259,21 +110,10 @@ class WebhookServer:
         public_url: str | None,
     ) -> None:
         """What the config says about webhooks and links; a reload calls it again."""
-        self.sources = sources
+        self.route_sources(sources, public_url)
         self.links = links
-        self.public_url = public_url.rstrip("/") if public_url else None
-
-    def _called_url(self, request: web.Request) -> str:
-        """The URL the vendor called, as HubSpot signs it. Behind a TLS proxy aiohttp sees http
-        and the proxy's Host, so the base is the configured public URL; the path and query are
-        the bytes as sent (``request.url`` re-encodes escapes such as ``%7E``)."""
-        base = self.public_url or f"{request.scheme}://{request.host}"
-        return base + request.raw_path
 
     # -- operations -------------------------------------------------------------------------
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
-
     async def _readyz(self, _request: web.Request) -> web.Response:
         checks = {
             "store": await self.store.ping(),
@@ -316,14 +156,16 @@ class WebhookServer:
             if expected is None or not hmac.compare_digest(
                 given.encode("utf-8", "surrogateescape"), expected.encode()
             ):
-                return _error(401, "unauthorized", "admin endpoints need the bearer token")
+                return error_response(401, "unauthorized", "admin endpoints need the bearer token")
             try:
                 return await handler(request)
             except _BadRequest as bad:
-                return _error(400, "bad_request", str(bad))
+                return error_response(400, "bad_request", str(bad))
             except STORE_DOWN as exc:  # else aiohttp's plain-text 500
                 log.error(json_line(decision="store_unavailable", error=type(exc).__name__))
-                return _error(503, "store_unavailable", "the store cannot be reached; retry later")
+                return error_response(
+                    503, "store_unavailable", "the store cannot be reached; retry later"
+                )
 
         return guarded
 
@@ -332,9 +174,9 @@ class WebhookServer:
         ``accepted``, then a line per rule that matched or failed, each carrying the stored
         event's id (``event``) as every later line about its actions does; a rule that did
         not match, at debug. A redelivery changed nothing and says nothing."""
+        super().note_accepted(event, outcome)
         if outcome.duplicate:
             return
-        self.metrics.inc("nurture_events_total", source=event.source, type=event.type)
         log.info(
             json_line(
                 decision="accepted",

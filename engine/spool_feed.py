@@ -16,11 +16,12 @@ from datetime import timedelta
 
 from engine.clock import Clock
 from engine.events import Event
-from engine.intake import Accepted, Intake
+from engine.intake import Intake
 from engine.log_lines import json_line
 from engine.spool import SpoolReader
 from engine.store import queries
 from engine.store.store import STORE_DOWN, Store
+from engine.webhook_handler import Accepted
 
 log = logging.getLogger("nurture.acceptor")
 BATCH = 64  # spooled events evaluated together: one intake group, one commit

@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy import DateTime as _DateTime
 
+from engine.events import MAX_ID_CHARS
+
 
 class DateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in and out, also on SQLite (which keeps no zone)."""
@@ -62,9 +64,9 @@ inbox = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("source", String(100), nullable=False),
-    Column("delivery_id", String(200), nullable=False),
+    Column("delivery_id", String(MAX_ID_CHARS), nullable=False),
     Column("type", String(100), nullable=False),
-    Column("subject", String(200)),
+    Column("subject", String(MAX_ID_CHARS)),
     Column("time", DateTime(timezone=True), nullable=False),
     Column("data", JSON, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),

@@ -10,9 +10,12 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,8 @@ import aiohttp
 from adapters import sources
 from adapters.hubspot.simulator import HubSpotSimulator
 from engine.events import Event
-from engine.server import Received
 from engine.spool import KEEP_SECONDS, Spool
+from engine.webhook_handler import Received
 from tests.engine.test_daemon import SECRET, Running, application, daemon, free_port, until  # noqa: F401
 
 
@@ -131,8 +134,6 @@ async def test_sigterm_stops_the_acceptor_with_the_daemon_and_a_dead_acceptor_is
     await running.start()
     first = _acceptor_pids(running)
     assert len(first) == 1
-    import os
-
     os.kill(first[0], signal.SIGKILL)
 
     async def restarted() -> bool:
@@ -252,6 +253,71 @@ async def test_a_reload_gives_the_acceptor_the_sources_of_the_new_config(
 
     await until(served, "the acceptor to serve the vendor the reload added")
     assert '"decision": "acceptor_reloaded"' in running.log.read_text()
+
+
+async def test_the_acceptor_keeps_the_daemons_config_through_a_rejected_reload_and_a_restart(
+    daemon: tuple[Running, HubSpotSimulator],  # noqa: F811
+) -> None:
+    """The acceptor is told its sources by the daemon, never reads ``nurture.yaml``: a broken
+    file the daemon rejects changes nothing for it, and restarted, it serves what the daemon
+    runs (reading the file itself, it would fail to start on the broken file)."""
+    running, _ = daemon
+    running.env["ASHBY_WEBHOOK_SECRET"] = "ashby-acceptor-secret"
+    acceptor = _with_acceptor(running)
+    await running.start()
+    config = running.folder / "nurture.yaml"
+    # the vendor is added, but the file is broken: the daemon keeps its running config
+    config.write_text(
+        config.read_text().replace(
+            "  hubspot:",
+            "  ashby: {api_key_env: ASHBY_KEY, webhook_secret_envs: [ASHBY_WEBHOOK_SECRET]}\n"
+            "  hubspot:",
+        )
+        + "\nserver: {listen: [\n"
+    )
+    running.signal(signal.SIGHUP)
+
+    async def rejected() -> bool:
+        return '"decision": "reload_rejected"' in running.log.read_text()
+
+    await until(rejected, "the daemon to reject the broken file")
+    os.kill(_acceptor_pids(running)[0], signal.SIGKILL)
+
+    async def restarted() -> bool:
+        return len(_acceptor_pids(running)) == 2 and await _listening(acceptor)
+
+    await until(restarted, "the daemon to start its acceptor again")
+    ping = b'{"action":"ping","data":{}}'
+    digest = hmac.new(b"ashby-acceptor-secret", ping, hashlib.sha256).hexdigest()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            acceptor + "/webhooks/ashby", data=ping, headers={"Ashby-Signature": f"sha256={digest}"}
+        ) as answer,
+    ):
+        assert answer.status == 404  # not in the config the daemon runs
+    assert (await _post(acceptor, application(4), "d4"))[0] == 200
+    assert "acceptor_restart_failed" not in running.log.read_text()
+
+
+def test_the_acceptor_process_loads_neither_the_store_nor_the_config_models() -> None:
+    """Its memory is the point of a small second process: the handler, the three signed
+    sources and the spool, without SQLAlchemy, Alembic, the config models or JMESPath."""
+    probe = (
+        "import sys, engine.acceptor as a\n"
+        "from engine.webhook_sources import signed_sources\n"
+        "from engine.metrics import Metrics\n"
+        "sources = signed_sources({'greenhouse': ['g'], 'ashby': ['a'],"
+        " 'generic': ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']})\n"
+        "a.AcceptorServer(lambda: None, sources, Metrics()).routes()\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    heavy = ("sqlalchemy", "alembic", "jmespath", "jsonschema", "ruamel", "engine.config")
+    assert [m for m in loaded if m.startswith(heavy)] == []
+    assert "adapters.sources" in loaded and "engine.webhook_handler" in loaded
 
 
 async def test_a_start_waits_for_the_acceptor_port_an_old_acceptor_still_holds(

@@ -20,7 +20,6 @@ from sqlalchemy.exc import DBAPIError
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.events import Event
-from engine.intake import Accepted
 from engine.local_actions import LocalActions
 from engine.runtime import Runtime
 from engine.steps import StepOutcome, StepRunner
@@ -28,6 +27,7 @@ from engine.store import queries
 from engine.store.store import Store
 from engine.store.tables import alerts, enrollment_steps, enrollments, inbox, jobs, outbox
 from engine.testing import Recorder
+from engine.webhook_handler import Accepted
 from tests.engine.conftest import START
 
 TIMEOUT = 10

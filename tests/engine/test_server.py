@@ -22,10 +22,11 @@ from engine.config.load import ConfigSet
 from engine.links import LinkClaim, LinkSigner
 from engine.metrics import Metrics
 from engine.runtime import Runtime
-from engine.server import Received, ServerState, WebhookServer
+from engine.server import WebhookServer
 from engine.store import queries
 from engine.store.store import Store
 from engine.testing import Recorder
+from engine.webhook_handler import Received, ServerState
 from tests.engine.conftest import POSTGRES_URL, _serve
 
 EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "examples"

@@ -16,12 +16,13 @@ from adapters.hubspot.client import HubSpotClient
 from engine.clock import ManualClock
 from engine.config.load import ConfigSet
 from engine.events import Event
-from engine.intake import Accepted, Intake
+from engine.intake import Intake
 from engine.runtime import Runtime
 from engine.spool import Spool, SpoolReader
 from engine.spool_feed import SpoolFeeder
 from engine.store.store import Store
 from engine.store.tables import alerts, inbox
+from engine.webhook_handler import Accepted
 from tests.engine.test_engine import WITHOUT_BROKEN_RULE, application
 from tests.engine.test_store_outage import proxied  # noqa: F401 - a PostgreSQL store behind a proxy
 from tests.proof.pgproxy import TcpProxy
