@@ -44,6 +44,7 @@ from engine.ports import AlertPort, AtsPort, MailPort, NotifierPort
 from engine.runtime import Runtime
 from engine.scheduler import Timekeeper
 from engine.server import WebhookServer
+from engine.store.migrate import migrate_apart
 from engine.store.store import STORE_DOWN, Store
 from engine.webhook_handler import ServerState, WebhookSource
 from engine.webhook_sources import webhook_sources
@@ -307,7 +308,13 @@ class Daemon:
             return 1
         self.config = loaded.config
         daemon = loaded.config.daemon
-        store = await Store.open(daemon.store.url)
+        store = await Store.open(daemon.store.url, migrate=False)
+        try:
+            if await store.behind():
+                await migrate_apart(daemon.store.url)
+        except BaseException:
+            await store.close()
+            raise
         if store.dialect == "sqlite":  # one node: whatever is still claimed, a crash left behind
             await self._release_orphans(store)
         loop = asyncio.get_running_loop()

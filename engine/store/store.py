@@ -1,11 +1,14 @@
 """The durable store: one async SQLAlchemy engine, SQLite (default) or PostgreSQL.
 
 ``Store.open(url)`` migrates to the newest schema this code knows and refuses a database whose
-schema is newer (written by a later nurture). Every multi-row change goes through
-``transaction()``; on SQLite that also takes the one process-wide write lock and begins with
-``BEGIN IMMEDIATE``, because SQLite allows one writer and a "database is locked" error must
-never reach a caller. SQLite statements run inline on the loop (``inline_sqlite``), and WAL
-checkpoints, the only fsyncs, run on a worker thread.
+schema is newer (written by a later nurture). Alembic is loaded only when a migration runs: a
+store already at ``HEAD_REVISION`` is opened without it (the daemon migrates in a child
+process, ``engine.store.migrate``, so it never holds Alembic's memory).
+
+Every multi-row change goes through ``transaction()``; on SQLite that also takes the one
+process-wide write lock and begins with ``BEGIN IMMEDIATE``, because SQLite allows one writer
+and a "database is locked" error must never reach a caller. SQLite statements run inline on
+the loop (``inline_sqlite``), and WAL checkpoints, the only fsyncs, run on a worker thread.
 """
 
 from __future__ import annotations
@@ -16,14 +19,10 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy import Connection, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -33,12 +32,17 @@ from engine.errors import StoreError
 from engine.store import inline_sqlite
 from engine.store.prepared import raw_sqlite
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 # What "the store cannot be reached" looks like from here: the driver's errors, the socket's,
 # and a pool that hands out no connection in time. One list, so a new one is learned once.
 UNREACHABLE = (OperationalError, DBAPIError, OSError, PoolTimeout)
 STORE_DOWN = (StoreError, *UNREACHABLE)  # and our own word for it
 
 WAL_BOUND_PAGES = 4000
+# the newest migration's revision (test_store checks that it is Alembic's head)
+HEAD_REVISION = "0009"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -64,6 +68,8 @@ def async_url(url: str) -> str:
 
 
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection
@@ -71,6 +77,9 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def head_revision() -> str:
+    """The head as Alembic reads it from the migration scripts."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[arg-type]
     assert head is not None
     return head
@@ -167,17 +176,25 @@ class Store:
 
     async def migrate(self) -> None:
         """Upgrade to head; refuse a schema newer than this code knows."""
+        if not await self.behind():
+            return
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(_upgrade)
         except UNREACHABLE as exc:
             raise StoreError(f"cannot open the store: {exc}") from exc
 
+    async def behind(self) -> bool:
+        """Whether the schema is not at ``HEAD_REVISION`` (a migration is due, or refused)."""
+        try:
+            return await self.revision() != HEAD_REVISION
+        except UNREACHABLE as exc:
+            raise StoreError(f"cannot open the store: {exc}") from exc
+
     async def revision(self) -> str | None:
+        """The schema revision the store is at; None before the first migration."""
         async with self.engine.connect() as conn:
-            return await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            return await conn.run_sync(_current_revision)
 
     async def ping(self) -> bool:
         try:
@@ -266,10 +283,20 @@ async def _raw_transaction(conn: AsyncConnection, raw: sqlite3.Connection) -> As
         raise
 
 
+def _current_revision(connection: Connection) -> str | None:
+    """What Alembic's version table holds, read without Alembic (its one row, if any)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     config = _alembic_config(connection)
     scripts = ScriptDirectory.from_config(config)
-    current = MigrationContext.configure(connection).get_current_revision()
+    current = _current_revision(connection)
     known = {rev.revision for rev in scripts.walk_revisions()}
     if current is not None and current not in known:
         raise StoreError(

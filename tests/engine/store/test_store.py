@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from sqlalchemy import Connection, event, text
 
 from engine.errors import StoreError
 from engine.store import queries
-from engine.store.store import Store, _alembic_config, async_url, head_revision
+from engine.store.migrate import migrate_apart
+from engine.store.store import HEAD_REVISION, Store, _alembic_config, async_url, head_revision
 from engine.store.tables import metadata
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -61,6 +64,47 @@ async def test_store_refuses_a_schema_newer_than_it_knows(store: Store) -> None:
 async def test_opening_twice_is_idempotent(store: Store) -> None:
     await store.migrate()
     assert await store.revision() == head_revision()
+
+
+def test_the_head_revision_the_store_checks_is_alembics_head() -> None:
+    """A store at ``HEAD_REVISION`` opens without Alembic: a migration added without moving
+    the constant would never run on an existing store."""
+    assert head_revision() == HEAD_REVISION
+
+
+def _modules_loaded(code: str) -> set[str]:
+    probe = code + "\nimport sys; print(' '.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_a_store_at_head_opens_without_loading_alembic_and_the_daemon_never_does(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'nurture.db'}"
+    opening = (
+        f"import asyncio; from engine.store.store import Store; asyncio.run(Store.open({url!r}))"
+    )
+    assert "alembic" in _modules_loaded(opening)  # the first open migrates
+    assert "alembic" not in _modules_loaded(opening)
+    assert "alembic" not in _modules_loaded("import engine.daemon")
+
+
+async def test_a_migration_in_a_child_process_migrates_and_reports_a_refusal(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'nurture.db'}"
+    await migrate_apart(url)
+    store = await Store.open(url, migrate=False)
+    try:
+        assert await store.revision() == HEAD_REVISION
+        async with store.transaction() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await store.close()
+    with pytest.raises(StoreError, match="newer than this nurture knows"):
+        await migrate_apart(url)
 
 
 def _event_row(delivery: str) -> dict[str, object]:
