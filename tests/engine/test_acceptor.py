@@ -176,6 +176,39 @@ async def test_the_spool_refuses_a_delivery_twice_and_a_replay_under_a_new_id(
     assert spool.prune(seq, now=1000.0 + 4 * KEEP_SECONDS) == 0  # not evaluated: kept
 
 
+async def test_the_daemons_position_is_written_at_most_once_a_second_and_at_close(
+    tmp_path: Path,
+) -> None:
+    """A rename per batch blocked the daemon's loop while the journal was busy; a position
+    that lags after a crash only re-reads events the inbox refuses as duplicates."""
+    from engine.spool import POSITION_EVERY, SpoolReader
+
+    spool = Spool(tmp_path / "spool.db")
+    for n in range(4):
+        received = await _received(n, f"d{n}")
+        await spool.append(received.events[0], received.replay_key_of(0))
+    now = [100.0]
+    reader = SpoolReader(tmp_path / "spool.db", monotonic=lambda: now[0])
+
+    def on_disk() -> int:
+        return SpoolReader(tmp_path / "spool.db").position
+
+    reader.advance(1)
+    assert on_disk() == 1  # the first is written at once
+    now[0] += POSITION_EVERY / 2
+    reader.advance(2)
+    assert on_disk() == 1 and reader.position == 2
+    now[0] += POSITION_EVERY / 2
+    reader.advance(3)
+    assert on_disk() == 3  # a second after the last write
+    now[0] += POSITION_EVERY / 4
+    reader.advance(4)
+    assert on_disk() == 3
+    reader.close()
+    assert on_disk() == 4  # the daemon stopping writes what is pending
+    spool.close()
+
+
 async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caught_up(
     tmp_path: Path,
 ) -> None:
