@@ -125,6 +125,8 @@ class Sequencer:
         Returns the (enrolment id, reason) of every enrolment the event ended.
         """
         await self._snapshot(conn, data, now)
+        if not self.compiled:  # no sequence is configured: the loop below would skip every row
+            return []
         email = normalise_email((data.get("candidate") or {}).get("email")) or normalise_email(
             (data.get("contact") or {}).get("email")
         )
