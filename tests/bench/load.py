@@ -313,7 +313,7 @@ def plan(events: int) -> list[Run]:
         Run("sqlite", 8, events, rules="reference"),
         Run("sqlite", 32, events),
         Run("sqlite", 32, events, pace=ACK_RATE),
-        Run("sqlite", 8, events, rules="reference", acceptor=24),  # the best of 16-48 here
+        Run("sqlite", 8, events, rules="reference", acceptor=16),  # the best of 16-48 here
         Run("sqlite", 32, events, pace=ACK_RATE, acceptor=ACCEPTOR_BACKLOG),
         Run("postgresql", 16, events),
         Run("postgresql", 16, events, daemons=2),
