@@ -234,22 +234,39 @@ async def test_back_pressure_holds_an_acknowledgement_until_the_daemon_has_caugh
         assert again.duplicate is True
 
 
-async def test_a_write_the_spool_refuses_is_a_store_error_which_webhooks_answer_with_503(
+async def test_a_write_the_spool_refuses_is_answered_503_and_a_stopping_acceptor_503_too(
     tmp_path: Path,
 ) -> None:
-    from engine.errors import StoreError
+    """The acceptor's handler over HTTP: a refused spool write is a 503 JSON answer (the
+    vendor retries) and nothing is half-written; once stopping, every delivery gets 503."""
+    from engine.acceptor import AcceptorServer, SpoolIntake
+    from engine.metrics import Metrics
+    from engine.webhook_handler import ServerState
+    from engine.webhook_sources import signed_sources
+    from tests.engine.conftest import _serve
 
-    received = await _received(1, "d1")
     spool = Spool(tmp_path / "spool.db")
-    spool.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses every write now
+    announced: list[int] = []
+    intake = SpoolIntake(spool, backlog=100, announce=announced.append)
+    state = ServerState()
+    server = AcceptorServer(
+        lambda: intake, signed_sources({"greenhouse": [SECRET]}), Metrics(), state=state
+    )
+    runner, url = await _serve(server.routes())
     try:
-        await spool.append(received.events[0], None)
-    except StoreError as refused:  # what the webhook handler answers with 503
-        assert "readonly" in str(refused)
-    else:
-        raise AssertionError("a refused write was acknowledged")
-    spool.db.execute("PRAGMA query_only = OFF")
-    assert await spool.append(received.events[0], None) is False  # nothing half-written
+        spool.db.execute("PRAGMA query_only = ON")  # SQLite itself refuses every write now
+        status, body = await _post(url, application(1), "d1")
+        assert (status, body["error"]) == (503, "store_unavailable")
+        assert announced == [] and spool.last == 0
+        spool.db.execute("PRAGMA query_only = OFF")
+        assert await _post(url, application(1), "d1") == (200, {"accepted": 1, "duplicates": 0})
+        assert announced == [spool.last] == [1]
+        state.accepting = False  # what SIGTERM sets
+        status, body = await _post(url, application(2), "d2")
+        assert (status, body["error"]) == (503, "shutting_down")
+    finally:
+        await runner.cleanup()
+        spool.close()
 
 
 async def test_a_reload_gives_the_acceptor_the_sources_of_the_new_config(
