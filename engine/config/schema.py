@@ -79,7 +79,10 @@ def _dispatch(
     """Validate an object against the one branch its discriminator value names."""
     if not isinstance(instance, dict):
         return
-    ref = spec["mapping"].get(instance.get(spec["property"]))
+    value = instance.get(spec["property"])
+    # a mapping or a list there names no branch (and is unhashable): the property's own
+    # schema reports it, with its location
+    ref = spec["mapping"].get(value) if isinstance(value, str) else None
     if isinstance(ref, str):
         yield from validator.descend(instance, {"$ref": ref})
 

@@ -146,3 +146,26 @@ def test_numbers_the_resolver_accepts_but_python_cannot_read_stay_text(
     document, problems = parse_text("f.yaml", f"a: {text}\n")
     assert problems == [] and document is not None
     assert document.data == {"a": value}
+
+
+def test_a_mapping_where_the_action_name_goes_is_a_located_error(tmp_path: Path) -> None:
+    """Found by the proof's YAML fuzzing: the discriminator's value looked up as a dict key
+    raised TypeError (unhashable) out of the loader instead of naming the place."""
+    from engine.config.load import load_config
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\n"
+        "rules:\n"
+        "  - id: r\n"
+        "    description: d\n"
+        "    trigger: ats.application.created\n"
+        "    actions:\n"
+        "      - action: {crm.upsert_contact: 1}\n"
+        "        fields: {email: candidate.email}\n"
+    )
+    loaded = load_config([rules])
+    assert loaded.config is None
+    assert any(d.line == 7 and "action" in d.format_text() for d in loaded.errors), [
+        d.format_text() for d in loaded.errors
+    ]
