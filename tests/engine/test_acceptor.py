@@ -67,6 +67,24 @@ async def _received(n: int, delivery: str) -> Received:
     return await sources.greenhouse([SECRET]).receive("POST", "http://x/", headers, body)
 
 
+ASHBY_SECRET = "ashby-acceptor-secret"
+WITH_ASHBY = (
+    "  ashby: {api_key_env: ASHBY_KEY, webhook_secret_envs: [ASHBY_WEBHOOK_SECRET]}\n  hubspot:"
+)
+
+
+async def _ashby_ping(acceptor: str) -> int:
+    """The status a signed Ashby ping gets: 404 while the acceptor serves no Ashby source."""
+    ping = b'{"action":"ping","data":{}}'
+    digest = hmac.new(ASHBY_SECRET.encode(), ping, hashlib.sha256).hexdigest()
+    headers = {"Ashby-Signature": f"sha256={digest}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(acceptor + "/webhooks/ashby", data=ping, headers=headers) as answer,
+    ):
+        return answer.status
+
+
 def _acceptor_pids(running: Running) -> list[int]:
     lines = [json.loads(x) for x in running.log.read_text().splitlines() if x.startswith("{")]
     return [line["pid"] for line in lines if line.get("decision") == "acceptor_started"]
@@ -273,33 +291,16 @@ async def test_a_reload_gives_the_acceptor_the_sources_of_the_new_config(
     daemon: tuple[Running, HubSpotSimulator],  # noqa: F811
 ) -> None:
     running, _ = daemon
-    running.env["ASHBY_WEBHOOK_SECRET"] = "ashby-acceptor-secret"
+    running.env["ASHBY_WEBHOOK_SECRET"] = ASHBY_SECRET
     acceptor = _with_acceptor(running)
     await running.start()
-    ping = b'{"action":"ping","data":{}}'
-    digest = hmac.new(b"ashby-acceptor-secret", ping, hashlib.sha256).hexdigest()
-
-    async def ping_status() -> int:
-        headers = {"Ashby-Signature": f"sha256={digest}"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(acceptor + "/webhooks/ashby", data=ping, headers=headers) as answer,
-        ):
-            return answer.status
-
-    assert await ping_status() == 404
+    assert await _ashby_ping(acceptor) == 404
     config = running.folder / "nurture.yaml"
-    config.write_text(
-        config.read_text().replace(
-            "  hubspot:",
-            "  ashby: {api_key_env: ASHBY_KEY, webhook_secret_envs: [ASHBY_WEBHOOK_SECRET]}\n"
-            "  hubspot:",
-        )
-    )
+    config.write_text(config.read_text().replace("  hubspot:", WITH_ASHBY))
     running.signal(signal.SIGHUP)
 
     async def served() -> bool:
-        return await ping_status() == 202
+        return await _ashby_ping(acceptor) == 202
 
     await until(served, "the acceptor to serve the vendor the reload added")
     assert '"decision": "acceptor_reloaded"' in running.log.read_text()
@@ -312,18 +313,13 @@ async def test_the_acceptor_keeps_the_daemons_config_through_a_rejected_reload_a
     file the daemon rejects changes nothing for it, and restarted, it serves what the daemon
     runs (reading the file itself, it would fail to start on the broken file)."""
     running, _ = daemon
-    running.env["ASHBY_WEBHOOK_SECRET"] = "ashby-acceptor-secret"
+    running.env["ASHBY_WEBHOOK_SECRET"] = ASHBY_SECRET
     acceptor = _with_acceptor(running)
     await running.start()
     config = running.folder / "nurture.yaml"
     # the vendor is added, but the file is broken: the daemon keeps its running config
     config.write_text(
-        config.read_text().replace(
-            "  hubspot:",
-            "  ashby: {api_key_env: ASHBY_KEY, webhook_secret_envs: [ASHBY_WEBHOOK_SECRET]}\n"
-            "  hubspot:",
-        )
-        + "\nserver: {listen: [\n"
+        config.read_text().replace("  hubspot:", WITH_ASHBY) + "\nserver: {listen: [\n"
     )
     running.signal(signal.SIGHUP)
 
@@ -337,15 +333,7 @@ async def test_the_acceptor_keeps_the_daemons_config_through_a_rejected_reload_a
         return len(_acceptor_pids(running)) == 2 and await _listening(acceptor)
 
     await until(restarted, "the daemon to start its acceptor again")
-    ping = b'{"action":"ping","data":{}}'
-    digest = hmac.new(b"ashby-acceptor-secret", ping, hashlib.sha256).hexdigest()
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            acceptor + "/webhooks/ashby", data=ping, headers={"Ashby-Signature": f"sha256={digest}"}
-        ) as answer,
-    ):
-        assert answer.status == 404  # not in the config the daemon runs
+    assert await _ashby_ping(acceptor) == 404  # not in the config the daemon runs
     assert (await _post(acceptor, application(4), "d4"))[0] == 200
     assert "acceptor_restart_failed" not in running.log.read_text()
 
