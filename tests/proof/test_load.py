@@ -1,8 +1,9 @@
 """CI: the load scenario at the reduced size (600 signed webhooks at concurrency 8, then at a
 fixed 500/s, with the shipped rules and with the reference-shape rules, and through the
-acceptor process with the reference-shape rules and at 500/s) against a real ``nurture run``; it must accept every event, bring every
-person to the CRM exactly once. Its throughput figures are reported, not asserted (a shared
-CI machine is not a benchmark: ``python -m tests.bench.load`` is)."""
+acceptor process with the reference-shape rules and at 500/s) against a real ``nurture
+run``; it must accept every event, bring every person to the CRM exactly once. Its
+throughput figures are reported, not asserted (a shared CI machine is not a benchmark:
+``python -m tests.bench.load`` is)."""
 
 from __future__ import annotations
 
